@@ -1,0 +1,80 @@
+/**
+ * One request in, exactly one reply out. Plain queries go straight to the pool; reservation
+ * requests go to the reservation manager.
+ * @module
+ */
+import type { RawResult } from '../drivers/driver.js';
+import { Errors } from '../errors.js';
+import type { Pool } from '../pool/pool.js';
+import type { Peer, RequestSink } from '../transport/port-server.js';
+import type { OkReply, QueryRequest, Request } from '../transport/protocol.js';
+import type { Reservations } from './reservations.js';
+
+/** Dispatches requests from every connected thread. */
+export class RequestHandler implements RequestSink {
+  readonly #pools: Map<string, Pool>;
+  readonly #reservations: Reservations;
+  #closed = false;
+
+  constructor(pools: Map<string, Pool>, reservations: Reservations) {
+    this.#pools = pools;
+    this.#reservations = reservations;
+  }
+
+  /** From now on every request is refused with `BROKER_CLOSED`. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  handle(req: Request, peer: Peer): void {
+    if (this.#closed) {
+      peer.fail(req.id, Errors.brokerClosed());
+      return;
+    }
+    if (req.t === 'q') {
+      if (req.rs === undefined) this.#query(req, peer);
+      else this.#reservations.query(req, peer);
+      return;
+    }
+    this.#reservations.handle(req, peer);
+  }
+
+  #query(req: QueryRequest, peer: Peer): void {
+    const pool = this.#pools.get(req.db);
+    if (pool === undefined) {
+      peer.fail(req.id, Errors.unknownDatabase(String(req.db), [...this.#pools.keys()]));
+      return;
+    }
+    if (typeof req.sql !== 'string') {
+      peer.fail(req.id, Errors.invalidArgument('sql must be a string'));
+      return;
+    }
+    if (this.#reservations.wouldDeadlock(pool, peer)) {
+      peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
+      return;
+    }
+    pool.query(req.sql, req.params).then(
+      (res) => peer.reply(toReply(req.id, res)),
+      (err) => peer.fail(req.id, err),
+    );
+  }
+
+  peerArrived(peer: Peer): void {
+    this.#reservations.peerArrived(peer);
+  }
+
+  peerGone(peer: Peer): void {
+    this.#reservations.peerGone(peer);
+  }
+}
+
+/** The wire form of a result: arrays of values and the column names once. */
+export function toReply(id: number, res: RawResult): OkReply {
+  const out: OkReply = { id, n: res.rowCount };
+  if (res.fields.length > 0) {
+    out.f = res.fields;
+    out.r = res.rows;
+  }
+  if (res.insertId !== undefined) out.i = res.insertId;
+  return out;
+}

@@ -1,0 +1,439 @@
+/**
+ * The broker's side of reservations: leases over the shared slot table, the FIFO of threads
+ * waiting for a slot, binding a pooled connection on first use, transaction control, release,
+ * lease expiry, and cleanup when a thread dies (DESIGN.md invariants 2–4).
+ * @module
+ */
+import type { BrokerConfig } from '../config/types.js';
+import type { DriverConnection } from '../drivers/driver.js';
+import { BrokerError, Errors } from '../errors.js';
+import type { Pool } from '../pool/pool.js';
+import { RESERVED, type SlotClaim, type SlotTable } from '../slots/slot-table.js';
+import type { Peer } from '../transport/port-server.js';
+import type {
+  QueryRequest, ReleaseRequest, ReserveClaimedRequest, ReserveWaitRequest, ReservationRef, TxRequest,
+} from '../transport/protocol.js';
+import { Lease } from './lease.js';
+import { toReply } from './request-handler.js';
+
+const SAVEPOINT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** The server-side backstop fires this long after the lease would have. */
+const BACKSTOP_SLACK_MILLIS = 1000;
+
+interface SlotWaiter {
+  peer: Peer;
+  id: number;
+  idleMillis: number;
+  maxMillis: number;
+  timer: NodeJS.Timeout;
+  done: boolean;
+}
+
+/** Why a lease ends; shown in logs and events. */
+export type EndReason = 'released' | 'idle-timeout' | 'max-lifetime' | 'thread-exit' | 'broker-close' | 'connection-lost';
+
+/** Main-thread manager of every reservation. */
+export class Reservations {
+  readonly #table: SlotTable;
+  readonly #pools: Pool[];
+  readonly #config: BrokerConfig;
+  readonly #leases: (Lease | undefined)[][];
+  readonly #waiters: SlotWaiter[][];
+  readonly #peersByThread = new Map<number, number>();
+  readonly #timer: NodeJS.Timeout;
+  #closed = false;
+  /** Count of leases ended by expiry, for metrics. */
+  expired = 0;
+
+  constructor(table: SlotTable, pools: Pool[], config: BrokerConfig) {
+    this.#table = table;
+    this.#pools = pools;
+    this.#config = config;
+    this.#leases = pools.map((_, db) => new Array<Lease | undefined>(table.slotCounts[db]).fill(undefined));
+    this.#waiters = pools.map(() => []);
+    this.#timer = setInterval(() => this.tick(), config.reservations.housekeepingMillis);
+    this.#timer.unref();
+  }
+
+  /** Live reservations of database `db`. */
+  reservedCount(db: number): number {
+    return this.#table.reservedCount(db);
+  }
+
+  /** A thread connected; threads are tracked so that a second port of a live thread does not look like a death. */
+  peerArrived(peer: Peer): void {
+    this.#peersByThread.set(peer.thread, (this.#peersByThread.get(peer.thread) ?? 0) + 1);
+  }
+
+  /** Dispatches reservation requests. */
+  handle(req: TxRequest | ReserveWaitRequest | ReserveClaimedRequest | ReleaseRequest, peer: Peer): void {
+    switch (req.t) {
+      case 'rw':
+        this.#reserveWait(req, peer);
+        return;
+      case 'rc':
+        this.#adopt(req.rs, peer.thread, req.idleMillis, req.maxMillis);
+        peer.reply({ id: req.id });
+        return;
+      case 'tx':
+        this.#tx(req, peer);
+        return;
+      case 'rl':
+        this.#release(req, peer);
+        return;
+      default:
+        peer.fail((req as { id: number }).id, Errors.invalidArgument(`unknown request type ${String((req as { t: unknown }).t)}`));
+    }
+  }
+
+  #leaseDefaults(idle: number, max: number): [number, number] {
+    const r = this.#config.reservations;
+    return [Number.isFinite(idle) && idle >= 0 ? idle : r.idleTimeoutMillis, Number.isFinite(max) && max >= 0 ? max : r.maxLifetimeMillis];
+  }
+
+  /** Records a live claim; idempotent. */
+  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number): Lease | undefined {
+    if (!this.#validRef(rs) || !this.#table.isLive(rs)) return undefined;
+    const existing = this.#leases[rs.db][rs.slot];
+    if (existing !== undefined && existing.claim.gen === rs.gen) return existing;
+    const [idle, max] = this.#leaseDefaults(idleMillis, maxMillis);
+    const lease = new Lease({ db: rs.db, slot: rs.slot, gen: rs.gen }, this.#pools[rs.db], owner, idle, max);
+    this.#leases[rs.db][rs.slot] = lease;
+    this.#table.setDeadline(rs.db, rs.slot, lease.deadline());
+    return lease;
+  }
+
+  #validRef(rs: ReservationRef | undefined): rs is ReservationRef {
+    return rs !== null && typeof rs === 'object' && this.#table.has(rs.db, rs.slot) && Number.isInteger(rs.gen);
+  }
+
+  /** The live lease of `rs`, or an error saying why there is none. */
+  #lookup(rs: ReservationRef | undefined): Lease | BrokerError {
+    if (!this.#validRef(rs)) return Errors.tokenInvalid('the request names no reservation slot');
+    const lease = this.#leases[rs.db][rs.slot];
+    if (lease !== undefined && lease.claim.gen === rs.gen) {
+      if (lease.lost !== undefined) return Errors.txConnectionLost(lease.pool.name, lease.lost);
+      if (lease.ending) return Errors.tokenExpired('the reservation was released or its lease expired');
+      return lease;
+    }
+    // Claimed in shared memory by a thread whose announcement has not arrived yet (another port).
+    const adopted = this.#adopt(rs, this.#table.owner(rs.db, rs.slot), NaN, NaN);
+    return adopted ?? Errors.tokenExpired('the reservation was released or its lease expired');
+  }
+
+  async #bind(lease: Lease): Promise<DriverConnection> {
+    if (lease.conn !== undefined) return lease.conn;
+    const conn = await lease.pool.acquire();
+    if (lease.ending) {
+      lease.pool.release(conn);
+      throw Errors.tokenExpired('the reservation was released while it waited for a connection');
+    }
+    lease.conn = conn;
+    const backstop = lease.pool.driver.backstopSql;
+    const lifetime = Math.max(lease.idleMillis, 0);
+    if (backstop !== undefined && lifetime > 0) {
+      await this.#onConn(lease, (c) => c.query(backstop.call(lease.pool.driver, lifetime + BACKSTOP_SLACK_MILLIS), undefined));
+    }
+    return conn;
+  }
+
+  /** Runs `fn` on the lease's connection; a lost connection poisons the lease. */
+  async #onConn<T>(lease: Lease, fn: (c: DriverConnection) => Promise<T>): Promise<T> {
+    const conn = lease.conn!;
+    try {
+      return await fn(conn);
+    } catch (err) {
+      if (conn.broken || (err instanceof BrokerError && err.code === 'CONNECTION_LOST')) {
+        lease.lost = err instanceof Error ? err.message : String(err);
+        lease.conn = undefined;
+        lease.pool.destroy(conn);
+        throw Errors.txConnectionLost(lease.pool.name, lease.lost);
+      }
+      throw err;
+    }
+  }
+
+  /** A statement on a reservation. */
+  query(req: QueryRequest, peer: Peer): void {
+    const lease = this.#lookup(req.rs);
+    if (lease instanceof BrokerError) {
+      peer.fail(req.id, lease);
+      return;
+    }
+    lease.run({
+      run: async () => {
+        try {
+          await this.#bind(lease);
+          const res = await this.#onConn(lease, (c) => c.query(req.sql, req.params));
+          this.#touch(lease);
+          peer.reply(toReply(req.id, res));
+        } catch (err) {
+          peer.fail(req.id, err);
+        }
+      },
+      refuse: (err) => peer.fail(req.id, err),
+    });
+  }
+
+  #touch(lease: Lease): void {
+    lease.lastUsed = Date.now();
+    this.#table.setDeadline(lease.claim.db, lease.claim.slot, lease.deadline());
+  }
+
+  #tx(req: TxRequest, peer: Peer): void {
+    const lease = this.#lookup(req.rs);
+    if (lease instanceof BrokerError) {
+      peer.fail(req.id, lease);
+      return;
+    }
+    const driver = lease.pool.driver;
+    let statements: string[];
+    try {
+      if (req.op !== 'begin' && req.op !== 'commit' && req.op !== 'rollback' && (typeof req.name !== 'string' || !SAVEPOINT_RE.test(req.name))) {
+        throw Errors.invalidArgument('a savepoint name must match /^[A-Za-z_][A-Za-z0-9_]{0,62}$/');
+      }
+      const name = req.name as string;
+      switch (req.op) {
+        case 'begin': statements = driver.beginSql({ isolation: req.isolation as never, readOnly: req.readOnly === true }); break;
+        case 'commit': statements = ['COMMIT']; break;
+        case 'rollback': statements = ['ROLLBACK']; break;
+        case 'savepoint': statements = [driver.savepointSql(name)]; break;
+        case 'release-savepoint': statements = [driver.releaseSavepointSql(name)]; break;
+        case 'rollback-to': statements = [driver.rollbackToSavepointSql(name)]; break;
+        default: throw Errors.invalidArgument(`unknown transaction operation ${String(req.op)}`);
+      }
+    } catch (err) {
+      peer.fail(req.id, err instanceof TypeError ? Errors.invalidArgument(err.message) : err);
+      return;
+    }
+    lease.run({
+      run: async () => {
+        try {
+          await this.#bind(lease);
+          for (const sql of statements) await this.#onConn(lease, (c) => c.query(sql, undefined));
+          this.#touch(lease);
+          peer.reply({ id: req.id });
+        } catch (err) {
+          peer.fail(req.id, err);
+        }
+      },
+      refuse: (err) => peer.fail(req.id, err),
+    });
+  }
+
+  #release(req: ReleaseRequest, peer: Peer): void {
+    if (!this.#validRef(req.rs)) {
+      peer.fail(req.id, Errors.tokenInvalid('the request names no reservation slot'));
+      return;
+    }
+    const lease = this.#leases[req.rs.db][req.rs.slot];
+    if (lease === undefined || lease.claim.gen !== req.rs.gen || lease.ending) {
+      // Never announced (claimed and released before the announcement): end it from the table.
+      const adopted = lease === undefined || lease.claim.gen !== req.rs.gen ? this.#adopt(req.rs, this.#table.owner(req.rs.db, req.rs.slot), NaN, NaN) : undefined;
+      if (adopted === undefined) {
+        peer.fail(req.id, Errors.tokenExpired('the reservation was already released or its lease expired'));
+        return;
+      }
+      this.end(adopted, 'released').then(() => peer.reply({ id: req.id }), (err) => peer.fail(req.id, err));
+      return;
+    }
+    // Behind the operations already queued, so "release" never cuts a statement short.
+    lease.run({
+      run: async () => {
+        // end() waits for the lease to be idle; started from inside its own op it would wait on itself.
+        void this.end(lease, 'released', true).then(() => peer.reply({ id: req.id }), (err) => peer.fail(req.id, err));
+      },
+      refuse: (err) => peer.fail(req.id, err),
+    });
+  }
+
+  /**
+   * Ends a lease: no new operation starts, queued ones are refused with `TOKEN_EXPIRED`, the
+   * running one finishes, an open transaction is rolled back, session state is reset, the
+   * connection goes back to the pool (or is destroyed), the generation is bumped and the slot
+   * goes to the next waiter or becomes free.
+   */
+  end(lease: Lease, reason: EndReason, fromOwnQueue = false): Promise<void> {
+    if (lease.ended !== undefined) return lease.ended;
+    lease.ending = true;
+    lease.ended = (async () => {
+      this.#table.retire(lease.claim);
+      lease.drain(() => (lease.lost !== undefined ? Errors.txConnectionLost(lease.pool.name, lease.lost) : Errors.tokenExpired(`the reservation ended (${reason})`)));
+      if (!fromOwnQueue) await lease.whenIdle();
+      const conn = lease.conn;
+      lease.conn = undefined;
+      if (conn !== undefined) {
+        try {
+          if (conn.needsReset()) await conn.reset();
+          const teardown = lease.pool.driver.reservedTeardownSql;
+          if (teardown !== undefined) await conn.query(teardown, undefined);
+          lease.pool.release(conn);
+        } catch {
+          lease.pool.destroy(conn);
+        }
+      }
+      if (reason === 'idle-timeout' || reason === 'max-lifetime') this.expired++;
+      this.#leases[lease.claim.db][lease.claim.slot] = undefined;
+      this.#freeSlot(lease.claim);
+    })();
+    return lease.ended;
+  }
+
+  #freeSlot(claim: SlotClaim): void {
+    const queue = this.#waiters[claim.db];
+    while (queue.length > 0) {
+      const w = queue.shift()!;
+      if (w.done || w.peer.closed) continue;
+      w.done = true;
+      clearTimeout(w.timer);
+      this.#table.setWaiters(claim.db, this.#liveWaiters(claim.db));
+      const [idle, max] = this.#leaseDefaults(w.idleMillis, w.maxMillis);
+      const granted = this.#table.free(claim.db, claim.slot, { owner: w.peer.thread, deadline: Date.now() + Math.min(idle || Infinity, max || Infinity) })!;
+      const lease = this.#adopt(granted, w.peer.thread, idle, max);
+      if (lease === undefined) continue;
+      w.peer.reply({ id: w.id, rs: { slot: granted.slot, gen: granted.gen } });
+      return;
+    }
+    this.#table.setWaiters(claim.db, 0);
+    this.#table.free(claim.db, claim.slot);
+  }
+
+  #liveWaiters(db: number): number {
+    let n = 0;
+    for (const w of this.#waiters[db]) if (!w.done && !w.peer.closed) n++;
+    return n;
+  }
+
+  #holdsLease(thread: number, db: number): boolean {
+    for (const l of this.#leases[db]) if (l !== undefined && !l.ending && l.owner === thread) return true;
+    return false;
+  }
+
+  #reserveWait(req: ReserveWaitRequest, peer: Peer): void {
+    const db = req.db;
+    if (!Number.isInteger(db) || db < 0 || db >= this.#pools.length) {
+      peer.fail(req.id, Errors.invalidArgument('reserve names no database'));
+      return;
+    }
+    const pool = this.#pools[db];
+    const slots = this.#table.slotCounts[db];
+    if (slots === 0) {
+      peer.fail(req.id, Errors.reserveTimeout(pool.name, 0, 0, 0));
+      return;
+    }
+    const [idle, max] = this.#leaseDefaults(req.idleMillis, req.maxMillis);
+    if (this.#liveWaiters(db) === 0) {
+      const claim = this.#table.claimFor(db, peer.thread, Date.now() + Math.min(idle || Infinity, max || Infinity));
+      if (claim !== undefined) {
+        this.#adopt(claim, peer.thread, idle, max);
+        peer.reply({ id: req.id, rs: { slot: claim.slot, gen: claim.gen } });
+        return;
+      }
+    }
+    if (this.#holdsLease(peer.thread, db)) {
+      // Every slot is taken and this thread holds one of them: waiting could wait on itself.
+      peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
+      return;
+    }
+    const waitMillis = Number.isFinite(req.waitMillis) && req.waitMillis >= 0 ? req.waitMillis : this.#defaultWait(db);
+    const w: SlotWaiter = {
+      peer, id: req.id, idleMillis: idle, maxMillis: max, done: false,
+      timer: setTimeout(() => {
+        if (w.done) return;
+        w.done = true;
+        const q = this.#waiters[db];
+        q.splice(q.indexOf(w), 1);
+        this.#table.setWaiters(db, this.#liveWaiters(db));
+        peer.fail(req.id, Errors.reserveTimeout(pool.name, waitMillis, this.#table.reservedCount(db), slots));
+      }, waitMillis),
+    };
+    this.#waiters[db].push(w);
+    this.#table.setWaiters(db, this.#liveWaiters(db));
+  }
+
+  #defaultWait(db: number): number {
+    return Object.values(this.#config.databases)[db].acquireTimeoutMillis;
+  }
+
+  /** True when a plain query from `peer` could only be served by a connection its own thread holds. */
+  wouldDeadlock(pool: Pool, peer: Peer): boolean {
+    const db = this.#pools.indexOf(pool);
+    if (db < 0 || !this.#holdsLease(peer.thread, db)) return false;
+    const s = pool.stats();
+    if (s.idle > 0 || s.open + s.connecting < s.max) return false;
+    let bound = 0;
+    for (const l of this.#leases[db]) if (l?.conn !== undefined) bound++;
+    return bound >= s.max;
+  }
+
+  /** A port closed. When it was the thread's last one, the thread is gone: free what it never handed over. */
+  peerGone(peer: Peer): void {
+    for (const q of this.#waiters) {
+      for (const w of q) {
+        if (w.peer === peer && !w.done) {
+          w.done = true;
+          clearTimeout(w.timer);
+        }
+      }
+    }
+    for (let db = 0; db < this.#waiters.length; db++) {
+      this.#waiters[db] = this.#waiters[db].filter((w) => !w.done);
+      this.#table.setWaiters(db, this.#liveWaiters(db));
+    }
+    const left = (this.#peersByThread.get(peer.thread) ?? 1) - 1;
+    if (left > 0) {
+      this.#peersByThread.set(peer.thread, left);
+      return;
+    }
+    this.#peersByThread.delete(peer.thread);
+    if (peer.thread === 0 && !this.#closed) return; // the main thread is not dead because one of its ports closed
+    for (let db = 0; db < this.#table.slotCounts.length; db++) {
+      for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
+        if (this.#table.state(db, slot) !== RESERVED || this.#table.owner(db, slot) !== peer.thread || this.#table.handed(db, slot)) continue;
+        const lease = this.#lookup({ db, slot, gen: this.#table.gen(db, slot) });
+        if (lease instanceof Lease) void this.end(lease, 'thread-exit');
+      }
+    }
+  }
+
+  /** Housekeeping: adopt unannounced claims, end expired leases. */
+  tick(now = Date.now()): void {
+    for (let db = 0; db < this.#table.slotCounts.length; db++) {
+      for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
+        let lease = this.#leases[db][slot];
+        if (lease === undefined) {
+          if (this.#table.state(db, slot) !== RESERVED) continue;
+          lease = this.#adopt({ db, slot, gen: this.#table.gen(db, slot) }, this.#table.owner(db, slot), NaN, NaN);
+          if (lease === undefined) continue;
+        }
+        if (lease.ending || lease.busy) continue;
+        if (lease.maxMillis > 0 && now >= lease.claimedAt + lease.maxMillis) void this.end(lease, 'max-lifetime');
+        else if (lease.idleMillis > 0 && now >= lease.lastUsed + lease.idleMillis) void this.end(lease, 'idle-timeout');
+      }
+    }
+  }
+
+  /** Refuses waiters and ends every lease (rolling back open transactions). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    for (let db = 0; db < this.#waiters.length; db++) {
+      for (const w of this.#waiters[db]) {
+        if (w.done) continue;
+        w.done = true;
+        clearTimeout(w.timer);
+        w.peer.fail(w.id, Errors.brokerClosed());
+      }
+      this.#waiters[db] = [];
+      this.#table.setWaiters(db, 0);
+    }
+    const ends: Promise<void>[] = [];
+    for (let db = 0; db < this.#table.slotCounts.length; db++) {
+      for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
+        const lease = this.#leases[db][slot] ?? (this.#table.state(db, slot) === RESERVED ? this.#adopt({ db, slot, gen: this.#table.gen(db, slot) }, this.#table.owner(db, slot), NaN, NaN) : undefined);
+        if (lease !== undefined) ends.push(this.end(lease, 'broker-close'));
+      }
+    }
+    await Promise.allSettled(ends);
+  }
+}

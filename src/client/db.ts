@@ -1,0 +1,188 @@
+/**
+ * The client API, the same in every thread: plain queries, database handles, reservations,
+ * tokens and transactions.
+ * @module
+ */
+import { threadId } from 'node:worker_threads';
+import { BrokerError, Errors } from '../errors.js';
+import { SlotTable } from '../slots/slot-table.js';
+import { verifyToken } from '../slots/token.js';
+import type { PortClient } from './port-client.js';
+import { Reservation, type BeginOptions } from './reservation.js';
+import { toResult, type QueryResult } from './result.js';
+
+/** Options of `reserve`. Lease defaults come from `reservations` in the config. */
+export interface ReserveOptions {
+  /** Longest wait for a free slot when all are taken (`ACQUIRE_TIMEOUT`); default: the database's `acquireTimeoutMillis`. */
+  waitMillis?: number;
+  /** The reservation is rolled back and freed after this long unused. 0 = never. */
+  idleTimeoutMillis?: number;
+  /** The reservation is rolled back and freed this long after it was taken. 0 = never. */
+  maxLifetimeMillis?: number;
+}
+
+/** Options of `transaction`. */
+export interface TransactionOptions extends ReserveOptions, BeginOptions {
+  /** Extra attempts after a serialization failure or deadlock (SQLSTATE 40001/40P01, MySQL 1213). Default 0. */
+  retries?: number;
+}
+
+/** A handle on one database: the same calls without repeating its name. */
+export interface DatabaseHandle {
+  /** The database's name in the config. */
+  readonly name: string;
+  /** Runs one statement on any pooled connection of this database. */
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Reserves one connection of this database. */
+  reserve(opts?: ReserveOptions): Promise<Reservation>;
+  /** Runs `fn` in a transaction on this database. */
+  transaction<T>(fn: (tx: Reservation) => Promise<T>, opts?: TransactionOptions): Promise<T>;
+}
+
+function checkMillis(name: string, v: unknown): number {
+  if (v === undefined) return NaN;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2_147_483_647) {
+    throw Errors.invalidArgument(`${name} must be an integer number of milliseconds between 0 and 2147483647`);
+  }
+  return v;
+}
+
+function isRetryable(err: unknown): boolean {
+  return err instanceof BrokerError && (err.sqlState === '40001' || err.sqlState === '40P01' || err.errno === 1213);
+}
+
+/**
+ * A connected client. Get one with `connect()` in any thread (or `broker.connect()` in the main thread).
+ *
+ * ```ts
+ * const db = await connect();
+ * const { rows } = await db.query('main', 'select $1::int as x', [1]);
+ * ```
+ */
+export class Db {
+  readonly #client: PortClient;
+  readonly #table: SlotTable;
+  readonly #dbIndex: Map<string, number>;
+  readonly #handles = new Map<string, DatabaseHandle>();
+
+  /** @internal Built by `connect()`. */
+  constructor(client: PortClient) {
+    this.#client = client;
+    this.#table = new SlotTable(client.env.slotCounts, client.env.slots);
+    this.#dbIndex = new Map(client.env.databases.map((name, i) => [name, i]));
+  }
+
+  /** The configured database names. */
+  get databases(): readonly string[] {
+    return this.#client.env.databases;
+  }
+
+  #index(database: string): number {
+    const i = typeof database === 'string' ? this.#dbIndex.get(database) : undefined;
+    if (i === undefined) throw Errors.unknownDatabase(String(database), this.#client.env.databases);
+    return i;
+  }
+
+  /**
+   * Runs one statement on a pooled connection of `database`. Placeholders are the driver's own:
+   * `$1` on PostgreSQL, `?` on MySQL. Values are always bound, never spliced into the SQL.
+   */
+  query<R = Record<string, unknown>>(database: string, sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    const site: { stack?: string } = {};
+    Error.captureStackTrace(site, this.query);
+    try {
+      this.#index(database);
+      if (typeof sql !== 'string') throw Errors.invalidArgument('sql must be a string');
+      if (params !== undefined && !Array.isArray(params)) throw Errors.invalidArgument('params must be an array');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#client.request({ t: 'q', db: database, sql, params: params as unknown[] | undefined }, site).then((r) => toResult<R>(r));
+  }
+
+  /** A handle on one database (`db.database('main').query('select 1')`). */
+  database(name: string): DatabaseHandle {
+    this.#index(name);
+    let h = this.#handles.get(name);
+    if (h === undefined) {
+      h = {
+        name,
+        query: (sql, params) => this.query(name, sql, params),
+        reserve: (opts) => this.reserve(name, opts),
+        transaction: (fn, opts) => this.transaction(name, fn, opts),
+      };
+      this.#handles.set(name, h);
+    }
+    return h;
+  }
+
+  /**
+   * Reserves one connection of `database` exclusively. A free slot is claimed in shared memory
+   * without a round trip; when all are taken, the call waits in the broker's FIFO up to `waitMillis`.
+   */
+  async reserve(database: string, opts: ReserveOptions = {}): Promise<Reservation> {
+    const site: { stack?: string } = {};
+    Error.captureStackTrace(site, this.reserve);
+    const db = this.#index(database);
+    const waitMillis = checkMillis('waitMillis', opts.waitMillis);
+    const idleMillis = checkMillis('idleTimeoutMillis', opts.idleTimeoutMillis);
+    const maxMillis = checkMillis('maxLifetimeMillis', opts.maxLifetimeMillis);
+    const env = this.#client.env;
+    const idle = Number.isNaN(idleMillis) ? env.leaseIdleMillis : idleMillis;
+    const max = Number.isNaN(maxMillis) ? env.leaseMaxMillis : maxMillis;
+    const claim = this.#table.claim(db, threadId, Date.now() + Math.min(idle || Infinity, max || Infinity, 8.64e15));
+    if (claim !== undefined) {
+      // Announce the claim so its lease is tracked; nobody waits for the answer.
+      this.#client.request({ t: 'rc', rs: claim, idleMillis, maxMillis }, site).catch(() => undefined);
+      return new Reservation(this.#client, this.#table, database, claim);
+    }
+    const reply = await this.#client.request({ t: 'rw', db, waitMillis, idleMillis, maxMillis }, site);
+    const rs = reply.rs!;
+    return new Reservation(this.#client, this.#table, database, { db, slot: rs.slot, gen: rs.gen });
+  }
+
+  /**
+   * Takes over a reservation by its token, in any thread: the same connection and the same open
+   * transaction. Forged or malformed tokens get `TOKEN_INVALID`, released or expired ones
+   * `TOKEN_EXPIRED`, both decided without any database traffic.
+   */
+  async attach(token: string): Promise<Reservation> {
+    const env = this.#client.env;
+    const claim = verifyToken(token, env.brokerId, env.tokenKey, this.#table);
+    return new Reservation(this.#client, this.#table, env.databases[claim.db], claim);
+  }
+
+  /**
+   * Reserves, begins, runs `fn`, commits when it returns and rolls back when it throws, then
+   * releases. With `retries`, a serialization failure or deadlock runs `fn` again.
+   *
+   * ```ts
+   * await db.transaction('main', async (tx) => { await tx.query('update t set v = v + 1') });
+   * ```
+   */
+  async transaction<T>(database: string, fn: (tx: Reservation) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
+    if (typeof fn !== 'function') throw Errors.invalidArgument('transaction needs a function');
+    const retries = opts.retries ?? 0;
+    if (!Number.isInteger(retries) || retries < 0 || retries > 100) throw Errors.invalidArgument('retries must be an integer between 0 and 100');
+    for (let attempt = 0; ; attempt++) {
+      const tx = await this.reserve(database, opts);
+      try {
+        await tx.begin({ isolation: opts.isolation, readOnly: opts.readOnly });
+        const out = await fn(tx);
+        await tx.commit();
+        return out;
+      } catch (err) {
+        if (!tx.released) await tx.rollback().catch(() => undefined);
+        if (attempt < retries && isRetryable(err)) continue;
+        throw err;
+      } finally {
+        if (!tx.released) await tx.release().catch(() => undefined);
+      }
+    }
+  }
+
+  /** Closes this thread's connection to the broker. Pending requests reject with `BROKER_CLOSED`. */
+  close(): void {
+    this.#client.close();
+  }
+}

@@ -1,0 +1,371 @@
+/**
+ * One pool per database, owned by the main thread: connections opened on demand and never more
+ * than `max` (counting connects in flight), FIFO waiters with a hard deadline and a queue limit,
+ * idle timeout, max lifetime, eviction of broken connections, and a transaction check on every
+ * return. We own the connections rather than wrap pg-pool/mysql2's pool so that the cap, the
+ * deadlines and the reset-on-return hold the same way for both kinds.
+ * @module
+ */
+import type { DatabaseConfig } from '../config/types.js';
+import type { Driver, DriverConnection, RawResult } from '../drivers/driver.js';
+import { BrokerError, Errors, type PoolState } from '../errors.js';
+import { Histogram } from '../util/histogram.js';
+
+interface Waiter {
+  since: number;
+  resolve: (conn: DriverConnection) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+  done: boolean;
+}
+
+interface Meta {
+  created: number;
+  /** When the current checkout began (performance.now()). */
+  checkedOut: number;
+  expires: number;
+  lastUsed: number;
+}
+
+/** The statistics of one pool. */
+export interface PoolStats extends PoolState {
+  /** Connections opened since the pool started (each counts once). */
+  created: number;
+  /** Connections being opened right now (they count toward `max`). */
+  connecting: number;
+}
+
+/** The pool of one database. */
+export class Pool {
+  readonly name: string;
+  /** Time spent waiting for a connection (only waits that queued). */
+  readonly waitTime = new Histogram();
+  /** Time a connection stayed checked out. */
+  readonly holdTime = new Histogram();
+  /** Requests refused with ACQUIRE_TIMEOUT / QUEUE_FULL. */
+  timeouts = 0;
+  queueFull = 0;
+  readonly #config: DatabaseConfig;
+  readonly #driver: Driver;
+  readonly #idle: DriverConnection[] = [];
+  readonly #busy = new Set<DriverConnection>();
+  readonly #meta = new Map<DriverConnection, Meta>();
+  // FIFO with a moving head: shift() on a long array is O(n).
+  #waiters: Waiter[] = [];
+  #head = 0;
+  #connecting = 0;
+  #created = 0;
+  #seq = 0;
+  #closed = false;
+  #lastConnectError: string | undefined;
+  #backoffMillis = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
+  readonly #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(config: DatabaseConfig, driver: Driver) {
+    this.name = config.name;
+    this.#config = config;
+    this.#driver = driver;
+    const periods = [config.idleTimeoutMillis, config.maxLifetimeMillis].filter((m) => m > 0);
+    if (periods.length > 0) {
+      const every = Math.max(10, Math.min(1000, Math.floor(Math.min(...periods) / 2)));
+      this.#sweeper = setInterval(() => this.#sweep(), every);
+      this.#sweeper.unref();
+    }
+  }
+
+  /** The driver the pool opens connections with. */
+  get driver(): Driver {
+    return this.#driver;
+  }
+
+  /** Live figures. */
+  stats(): PoolStats {
+    const waiting = this.#waiters.length - this.#head;
+    const idle = this.#idle.length;
+    const busy = this.#busy.size;
+    return { max: this.#config.max, open: idle + busy, idle, busy, waiting, created: this.#created, connecting: this.#connecting };
+  }
+
+  /**
+   * Runs one statement on any free connection and returns the connection at once.
+   * The hot path: no promise beyond the driver's when a connection is idle.
+   */
+  query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
+    const conn = this.#takeIdle();
+    if (conn !== undefined) return this.#runAndRelease(conn, sql, params);
+    return this.acquire().then((c) => this.#runAndRelease(c, sql, params));
+  }
+
+  async #runAndRelease(conn: DriverConnection, sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
+    try {
+      return await conn.query(sql, params);
+    } finally {
+      this.release(conn);
+    }
+  }
+
+  #takeIdle(): DriverConnection | undefined {
+    if (this.#closed) return undefined;
+    // Only take idle connections when nobody queues, so FIFO holds.
+    if (this.#waiters.length !== this.#head) return undefined;
+    for (;;) {
+      // LIFO: the most recently used connection is the warmest and the least likely to be dead.
+      const conn = this.#idle.pop();
+      if (conn === undefined) return undefined;
+      if (conn.broken) {
+        this.#forget(conn);
+        continue;
+      }
+      this.#busy.add(conn);
+      const meta = this.#meta.get(conn);
+      if (meta) meta.checkedOut = performance.now();
+      return conn;
+    }
+  }
+
+  /**
+   * Takes a connection exclusively (the caller must `release` it), waiting at most
+   * `timeoutMillis` (`ACQUIRE_TIMEOUT`) in FIFO order, behind at most `queueLimit` others (`QUEUE_FULL`).
+   */
+  acquire(timeoutMillis: number = this.#config.acquireTimeoutMillis): Promise<DriverConnection> {
+    if (this.#closed) return Promise.reject(Errors.brokerClosed());
+    const conn = this.#takeIdle();
+    if (conn !== undefined) return Promise.resolve(conn);
+    if (this.#waiters.length - this.#head >= this.#config.queueLimit) {
+      this.queueFull++;
+      return Promise.reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
+    }
+    return new Promise<DriverConnection>((resolve, reject) => {
+      const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false };
+      waiter.timer = setTimeout(() => {
+        if (waiter.done) return;
+        waiter.done = true;
+        this.timeouts++;
+        const err = Errors.acquireTimeout(this.name, timeoutMillis, this.stats());
+        if (this.#lastConnectError !== undefined) {
+          err.message += `; last connect error: ${this.#lastConnectError}`;
+        }
+        reject(err);
+        this.#compact();
+      }, timeoutMillis);
+      this.#waiters.push(waiter);
+      this.#grow();
+    });
+  }
+
+  /**
+   * Gives a connection back. Broken ones are destroyed; one with an open transaction is rolled
+   * back first; one past its lifetime is closed; otherwise the oldest waiter gets it.
+   */
+  release(conn: DriverConnection): void {
+    if (!this.#busy.has(conn)) {
+      throw new BrokerError('INVALID_ARGUMENT', 'release called on a connection that is not checked out of this pool');
+    }
+    const meta = this.#meta.get(conn);
+    if (meta) {
+      meta.lastUsed = Date.now();
+      this.holdTime.observe(performance.now() - meta.checkedOut);
+    }
+    if (conn.broken || this.#closed) {
+      this.#busy.delete(conn);
+      this.#discard(conn);
+      return;
+    }
+    if (conn.needsReset()) {
+      // Still counted busy while the rollback runs, so the cap holds.
+      conn.reset().then(
+        () => this.#handBack(conn),
+        () => {
+          conn.destroy();
+          this.#handBack(conn);
+        },
+      );
+      return;
+    }
+    this.#handBack(conn);
+  }
+
+  /** Destroys a checked-out connection instead of returning it (its state is unknown). */
+  destroy(conn: DriverConnection): void {
+    if (!this.#busy.delete(conn)) return;
+    conn.destroy();
+    this.#discard(conn);
+  }
+
+  #handBack(conn: DriverConnection): void {
+    const meta = this.#meta.get(conn);
+    if (conn.broken || this.#closed || (meta !== undefined && meta.expires > 0 && Date.now() >= meta.expires)) {
+      this.#busy.delete(conn);
+      this.#discard(conn);
+      return;
+    }
+    const waiter = this.#nextWaiter();
+    if (waiter !== undefined) {
+      // Stays in #busy: handed straight to the next waiter.
+      const now = performance.now();
+      this.waitTime.observe(now - waiter.since);
+      if (meta) meta.checkedOut = now;
+      waiter.resolve(conn);
+      return;
+    }
+    this.#busy.delete(conn);
+    this.#idle.push(conn);
+  }
+
+  #nextWaiter(): Waiter | undefined {
+    while (this.#head < this.#waiters.length) {
+      const w = this.#waiters[this.#head];
+      this.#waiters[this.#head] = undefined as unknown as Waiter;
+      this.#head++;
+      if (!w.done) {
+        w.done = true;
+        if (w.timer !== undefined) clearTimeout(w.timer);
+        this.#compact();
+        return w;
+      }
+    }
+    this.#compact();
+    return undefined;
+  }
+
+  #compact(): void {
+    // Drop timed-out waiters at the head, then reclaim the array's front when it is mostly empty.
+    while (this.#head < this.#waiters.length && this.#waiters[this.#head].done) {
+      this.#waiters[this.#head] = undefined as unknown as Waiter;
+      this.#head++;
+    }
+    if (this.#head === this.#waiters.length) {
+      this.#waiters = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
+      this.#waiters = this.#waiters.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #liveWaiters(): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#waiters.length; i++) if (!this.#waiters[i].done) n++;
+    return n;
+  }
+
+  /** Opens connections for waiters, within the cap. */
+  #grow(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    const open = this.#idle.length + this.#busy.size;
+    let room = this.#config.max - open - this.#connecting;
+    let want = this.#liveWaiters() - this.#connecting;
+    while (room > 0 && want > 0) {
+      room--;
+      want--;
+      this.#openOne();
+    }
+  }
+
+  #openOne(): void {
+    this.#connecting++;
+    const seq = ++this.#seq;
+    this.#driver.connect(seq).then(
+      (conn) => {
+        this.#connecting--;
+        this.#backoffMillis = 0;
+        this.#lastConnectError = undefined;
+        this.#created++;
+        const now = Date.now();
+        // Up to 2.5% shorter lifetimes so connections opened together do not all retire together.
+        const life = this.#config.maxLifetimeMillis;
+        const expires = life > 0 ? now + life - Math.floor(Math.random() * life * 0.025) : 0;
+        this.#meta.set(conn, { created: now, checkedOut: performance.now(), expires, lastUsed: now });
+        conn.onBroken(() => this.#onIdleBroken(conn));
+        if (this.#closed) {
+          conn.end().catch(() => undefined);
+          this.#meta.delete(conn);
+          return;
+        }
+        this.#busy.add(conn);
+        this.#handBack(conn);
+        this.#grow();
+      },
+      (err: Error) => {
+        this.#connecting--;
+        this.#lastConnectError = err.message;
+        if (this.#closed || this.#liveWaiters() === 0) return;
+        // Back off while the server refuses, but keep trying while anyone waits (F5).
+        this.#backoffMillis = Math.min(1000, this.#backoffMillis === 0 ? 25 : this.#backoffMillis * 2);
+        this.#retryTimer = setTimeout(() => {
+          this.#retryTimer = undefined;
+          this.#grow();
+        }, this.#backoffMillis);
+        this.#retryTimer.unref();
+      },
+    );
+  }
+
+  #onIdleBroken(conn: DriverConnection): void {
+    const i = this.#idle.indexOf(conn);
+    if (i >= 0) {
+      this.#idle.splice(i, 1);
+      this.#discard(conn);
+    }
+    // A busy one is discarded when it is released.
+  }
+
+  #discard(conn: DriverConnection): void {
+    this.#forget(conn);
+    conn.end().catch(() => undefined);
+    // A slot was freed: open a replacement if anyone waits.
+    this.#grow();
+  }
+
+  #forget(conn: DriverConnection): void {
+    this.#meta.delete(conn);
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    const idleLimit = this.#config.idleTimeoutMillis;
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const conn = this.#idle[i];
+      const meta = this.#meta.get(conn);
+      const expired = meta !== undefined && meta.expires > 0 && now >= meta.expires;
+      const stale = idleLimit > 0 && meta !== undefined && now - meta.lastUsed >= idleLimit;
+      if (conn.broken || expired || stale) {
+        this.#idle.splice(i, 1);
+        this.#forget(conn);
+        conn.end().catch(() => undefined);
+      }
+    }
+  }
+
+  /**
+   * Refuses new work, fails every waiter with `BROKER_CLOSED`, closes idle connections at once and
+   * busy ones as they come back; after `graceMillis` the rest are destroyed.
+   */
+  async close(graceMillis = 5000): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    for (let i = this.#head; i < this.#waiters.length; i++) {
+      const w = this.#waiters[i];
+      if (w.done) continue;
+      w.done = true;
+      if (w.timer !== undefined) clearTimeout(w.timer);
+      w.reject(Errors.brokerClosed());
+    }
+    this.#waiters = [];
+    this.#head = 0;
+    const ends = this.#idle.splice(0).map((c) => c.end());
+    await Promise.all(ends);
+    const deadline = Date.now() + graceMillis;
+    while (this.#busy.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const c of this.#busy) c.destroy();
+    this.#busy.clear();
+    this.#meta.clear();
+    await this.#driver.close();
+  }
+}
