@@ -21,7 +21,7 @@ import { Pool } from '../pool/pool.js';
 import { SlotTable } from '../slots/slot-table.js';
 import { localChannel } from '../transport/local-channel.js';
 import { servePort, type Endpoint, type Peer } from '../transport/port-server.js';
-import { ENV_KEY, PROTOCOL_VERSION, WIRE_KEY, type EnvData, type ReadyMessage } from '../transport/protocol.js';
+import { ENV_KEY, PROTOCOL_VERSION, type EnvData, type ReadyMessage } from '../transport/protocol.js';
 import { loadPeerModules, wirePiscina, wireTinypool, type PeerModules, type PiscinaOptions } from '../wiring/pools.js';
 import { wireWorkerData } from '../wiring/wiring.js';
 import { renderMetrics } from './metrics.js';
