@@ -1,6 +1,16 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+// Tests import the package by name and get what ships: the built files in dist/.
+const dist = (p: string): string => fileURLToPath(new URL(`./dist/src/${p}`, import.meta.url));
+
 export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^threadbroker\/worker$/, replacement: dist('worker.js') },
+      { find: /^threadbroker$/, replacement: dist('index.js') },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     // Integration tests share two real servers; run files one after another to keep the

@@ -16,7 +16,7 @@ export function urlOf(kind: DriverKind): string {
 }
 
 /** The login the broker uses in tests, so its sessions can be counted apart on the server. */
-export const BROKER_USER = 'tb_broker';
+export const BROKER_USER = process.env.TB_BROKER_USER ?? 'tb_broker';
 
 /** The URL the broker connects with in tests. */
 export function brokerUrlOf(kind: DriverKind): string {
