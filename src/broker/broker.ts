@@ -14,8 +14,9 @@ import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Db } from '../client/db.js';
 import { PortClient } from '../client/port-client.js';
 import { loadConfig } from '../config/load-config.js';
-import type { BrokerConfig } from '../config/types.js';
-import { createDriver } from '../drivers/create-driver.js';
+import type { BrokerConfig, DatabaseConfig } from '../config/types.js';
+import { createDriver, type Endpoint as ServerEndpoint } from '../drivers/create-driver.js';
+import { acquireEmbedded, releaseEmbedded } from '../drivers/embedded/embedded-postgres.js';
 import { Errors } from '../errors.js';
 import { Pool } from '../pool/pool.js';
 import { SlotTable } from '../slots/slot-table.js';
@@ -87,13 +88,13 @@ export class Broker {
   #local: Db | undefined;
   #closing: Promise<void> | undefined;
 
-  private constructor(config: BrokerConfig, mods: PeerModules, opts: StartOptions) {
+  private constructor(config: BrokerConfig, mods: PeerModules, opts: StartOptions, embedded: Map<string, ServerEndpoint>) {
     this.id = randomBytes(8).toString('hex');
     this.#config = config;
     this.#mods = mods;
     this.#closeTimeout = opts.closeTimeoutMillis ?? 5000;
     const dbs = Object.values(config.databases);
-    this.#pools = dbs.map((c) => new Pool(c, createDriver(c)));
+    this.#pools = dbs.map((c) => new Pool(c, createDriver(c, embedded.get(c.name))));
     this.#byName = new Map(this.#pools.map((p) => [p.name, p]));
     const slotCounts = dbs.map((c) => c.maxReserved);
     this.#table = new SlotTable(slotCounts);
@@ -103,6 +104,8 @@ export class Broker {
       brokerId: this.id,
       slots: this.#table.buffer,
       databases: dbs.map((c) => c.name),
+      kinds: dbs.map((c) => c.driver),
+      classes: JSON.parse(JSON.stringify(config.classes)) as EnvData['classes'],
       slotCounts,
       tokenKey: new Uint8Array(randomBytes(32)),
       leaseIdleMillis: config.reservations.idleTimeoutMillis,
@@ -118,7 +121,19 @@ export class Broker {
   static async start(source: string | URL | object, opts: StartOptions = {}): Promise<Broker> {
     if (!isMainThread) throw Errors.invalidArgument('Broker.start must run in the main thread; worker threads use connect()');
     const config = await loadConfig(source);
-    const broker = new Broker(config, await loadPeerModules(), opts);
+    const embedded = new Map<string, ServerEndpoint>();
+    const started: DatabaseConfig[] = [];
+    try {
+      for (const c of Object.values(config.databases)) {
+        if (c.embedded === undefined) continue;
+        embedded.set(c.name, await acquireEmbedded(c.embedded, c.name));
+        started.push(c);
+      }
+    } catch (err) {
+      await Promise.all(started.map((c) => releaseEmbedded(c.embedded!)));
+      throw err;
+    }
+    const broker = new Broker(config, await loadPeerModules(), opts, embedded);
     // Threads created from now on learn that a broker exists and may say hello on parentPort.
     setEnvironmentData(ENV_KEY, broker.id);
     (globalThis as Record<symbol, unknown>)[LOCAL_KEY] = () => broker.connect();
@@ -244,6 +259,7 @@ export class Broker {
       const bound = new Promise<void>((r) => setTimeout(r, this.#closeTimeout).unref());
       await Promise.race([this.#reservations.close(), bound]);
       await Promise.all(this.#pools.map((p) => p.close(this.#closeTimeout)));
+      for (const c of Object.values(this.#config.databases)) if (c.embedded !== undefined) await releaseEmbedded(c.embedded);
       for (const peer of this.#peers) peer.close();
       for (const e of this.#endpoints) e.close();
       await Promise.all([...this.#spawned].map((w) => w.terminate()));

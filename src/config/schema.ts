@@ -32,6 +32,7 @@ const port = (what: string) => int(1, 65535, what);
 const Embedded = z.strictObject({
   dataDir: text('Directory of the cluster files; kept across runs.'),
   port: port('TCP port on 127.0.0.1; a free one is picked when absent.').optional(),
+  database: z.string().regex(NAME_PATTERN).describe('Database inside the cluster (created when missing); default "postgres". Several entries may share one dataDir with different databases.').optional(),
 }).describe('A PostgreSQL cluster started and stopped by the broker (driver pg only).');
 
 const DatabaseShape = z.strictObject({

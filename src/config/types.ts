@@ -13,6 +13,8 @@ export interface EmbeddedConfig {
   readonly dataDir: string;
   /** TCP port on 127.0.0.1; a free one is picked when absent. */
   readonly port?: number;
+  /** Database inside the cluster, created when missing (default `postgres`). */
+  readonly database?: string;
 }
 
 /** One configured database after defaults were applied. */

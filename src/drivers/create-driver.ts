@@ -7,11 +7,20 @@ import type { Driver } from './driver.js';
 import { MysqlDriver } from './mysql/mysql-driver.js';
 import { PgDriver } from './pg/pg-driver.js';
 
-/** Builds the driver for one configured database. */
-export function createDriver(config: DatabaseConfig): Driver {
+/** Where an embedded server listens, once started. */
+export interface Endpoint {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/** Builds the driver for one configured database (`endpoint` for an embedded server). */
+export function createDriver(config: DatabaseConfig, endpoint?: Endpoint): Driver {
   switch (config.driver) {
     case 'pg':
-      return new PgDriver(config);
+      return new PgDriver(config, endpoint === undefined ? undefined : () => endpoint);
     case 'mysql':
       return new MysqlDriver(config);
     default: {

@@ -24,6 +24,10 @@ export interface EnvData {
   slots: SharedArrayBuffer;
   /** Database names, in slot-table row order. */
   databases: string[];
+  /** Driver kind of each database, same order (the mapper picks its SQL dialect from it). */
+  kinds: ('pg' | 'mysql')[];
+  /** The mapped classes of the config (no secrets in them). */
+  classes: Record<string, ClassInfo>;
   /** Reservation slots per database, same order. */
   slotCounts: number[];
   /** Key for token MACs; never leaves the process. */
@@ -31,6 +35,17 @@ export interface EnvData {
   /** Reservation lease defaults. */
   leaseIdleMillis: number;
   leaseMaxMillis: number;
+}
+
+/** A mapped class as threads receive it (the config's `ClassConfig`, plain data). */
+export interface ClassInfo {
+  name: string;
+  database: string;
+  table: string;
+  key: string;
+  version?: string;
+  attributes: Record<string, string>;
+  types: Record<string, string>;
 }
 
 /** First message of a thread on its port. */

@@ -123,7 +123,7 @@ export class PgDriver implements Driver {
   readonly #config: DatabaseConfig;
   readonly #connectionOptions: () => pg.ClientConfig;
 
-  constructor(config: DatabaseConfig, endpoint?: () => { host: string; port: number; user: string; database: string }) {
+  constructor(config: DatabaseConfig, endpoint?: () => { host: string; port: number; user: string; password: string; database: string }) {
     this.#config = config;
     this.#connectionOptions = () => {
       const base: pg.ClientConfig = {
