@@ -25,6 +25,7 @@ import { servePort, type Endpoint, type Peer } from '../transport/port-server.js
 import { ENV_KEY, PROTOCOL_VERSION, type EnvData, type ReadyMessage } from '../transport/protocol.js';
 import { loadPeerModules, wirePiscina, wireTinypool, type PeerModules, type PiscinaOptions } from '../wiring/pools.js';
 import { wireWorkerData } from '../wiring/wiring.js';
+import { startAdminServer, type AdminServer } from './admin-server.js';
 import { renderMetrics } from './metrics.js';
 import { RequestHandler } from './request-handler.js';
 import { Reservations } from './reservations.js';
@@ -86,6 +87,7 @@ export class Broker {
   readonly #mods: PeerModules;
   readonly #closeTimeout: number;
   #local: Db | undefined;
+  #admin: AdminServer | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(config: BrokerConfig, mods: PeerModules, opts: StartOptions, embedded: Map<string, ServerEndpoint>) {
@@ -135,6 +137,14 @@ export class Broker {
     }
     const broker = new Broker(config, await loadPeerModules(), opts, embedded);
     // Threads created from now on learn that a broker exists and may say hello on parentPort.
+    if (config.admin !== undefined) {
+      try {
+        broker.#admin = await startAdminServer(config.admin, () => broker.stats(), () => broker.metrics());
+      } catch (err) {
+        await broker.close();
+        throw Errors.configInvalid(`admin: cannot listen on ${config.admin.host}:${config.admin.port} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    }
     setEnvironmentData(ENV_KEY, broker.id);
     (globalThis as Record<symbol, unknown>)[LOCAL_KEY] = () => broker.connect();
     return broker;
@@ -234,6 +244,11 @@ export class Broker {
     return this.#local;
   }
 
+  /** The admin endpoint's URL (`http://127.0.0.1:port`) when `admin` is configured. */
+  get adminUrl(): string | undefined {
+    return this.#admin?.url;
+  }
+
   /** Per database: `max`, `open`, `idle`, `busy`, `waiting`, `reserved`. */
   stats(): BrokerStats {
     const databases: Record<string, DatabaseStats> = {};
@@ -256,6 +271,7 @@ export class Broker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#handler.close();
+      await this.#admin?.close();
       const bound = new Promise<void>((r) => setTimeout(r, this.#closeTimeout).unref());
       await Promise.race([this.#reservations.close(), bound]);
       await Promise.all(this.#pools.map((p) => p.close(this.#closeTimeout)));

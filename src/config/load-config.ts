@@ -13,7 +13,7 @@ import JSON5 from 'json5';
 import { Errors } from '../errors.js';
 import { DEFAULTS } from './defaults.js';
 import { formatPath, show, validateConfigInput, type ConfigInput, type ConfigProblem, type DatabaseInput } from './schema.js';
-import type { BrokerConfig, ClassConfig, DatabaseConfig } from './types.js';
+import type { AdminConfig, BrokerConfig, ClassConfig, DatabaseConfig } from './types.js';
 
 type Seg = string | number;
 type Loc = { line: number; column: number };
@@ -249,7 +249,9 @@ function build(input: ConfigInput): BrokerConfig {
       attributes, types: { ...c.types },
     };
   }
-  return { databases, reservations: { ...DEFAULTS.reservations, ...input.reservations }, classes };
+  const out: BrokerConfig = { databases, reservations: { ...DEFAULTS.reservations, ...input.reservations }, classes };
+  if (input.admin !== undefined) (out as { admin?: AdminConfig }).admin = { port: input.admin.port, host: input.admin.host ?? '127.0.0.1' };
+  return out;
 }
 
 function buildDatabase(name: string, db: DatabaseInput): DatabaseConfig {

@@ -138,8 +138,15 @@ const Klass = ClassShape.superRefine((c, ctx) => {
  * const r = ConfigSchema.safeParse(JSON5.parse(text)); // prefer validateConfigInput for messages
  * ```
  */
+const Admin = z.strictObject({
+  port: int(0, 65535, 'TCP port of the admin endpoint (0 picks a free one).'),
+  host: z.enum(['127.0.0.1', '::1', 'localhost'], { error: 'must be a loopback address: 127.0.0.1, ::1 or localhost' })
+    .describe('Loopback address to bind; the endpoint is never exposed beyond this machine.').optional(),
+}).describe('Off unless given: an HTTP endpoint on loopback serving GET /stats (JSON) and GET /metrics (Prometheus), read by `threadbroker stats`.');
+
 export const ConfigSchema = z.strictObject({
   $schema: z.string().describe('Editor hint; ignored.').optional(),
+  admin: Admin.optional(),
   databases: z.record(dbName, Database).describe('The databases, by name.'),
   reservations: Reservations.optional(),
   classes: z.record(className, Klass).describe('Mapped classes, by name.').optional(),

@@ -76,8 +76,16 @@ export interface ClassConfig {
   readonly types: Readonly<Record<string, ColumnType>>;
 }
 
+/** The optional admin endpoint (loopback only). */
+export interface AdminConfig {
+  readonly port: number;
+  readonly host: '127.0.0.1' | '::1' | 'localhost';
+}
+
 /** The whole resolved config. Frozen. */
 export interface BrokerConfig {
+  /** When present, GET /stats and GET /metrics are served on loopback. */
+  readonly admin?: AdminConfig;
   readonly databases: Readonly<Record<string, DatabaseConfig>>;
   readonly reservations: ReservationsConfig;
   readonly classes: Readonly<Record<string, ClassConfig>>;
