@@ -25,6 +25,17 @@ export type { BeginOptions } from './client/reservation.js';
 export type { QueryResult, FieldInfo } from './client/result.js';
 export { BrokerError } from './errors.js';
 export type { ErrorCode, DatabaseErrorFields } from './errors.js';
+export { Model } from './mapper/model.js';
+export type { Where, Condition } from './mapper/where.js';
+export type { FindOptions, OrderBy } from './mapper/sql-builder.js';
+export type { KeyValue } from './mapper/values.js';
+export type { ChangeNotice, ChangeListener } from './mapper/change-notices.js';
+export { generateTypes, introspect, TS_TYPES } from './mapper/codegen.js';
+export type { ClassSection, IntrospectOptions, Introspection } from './mapper/codegen.js';
+export { readCatalog, columnTypeOf } from './mapper/catalog.js';
+export type { Catalog, CatalogTable, CatalogColumn, CatalogSource } from './mapper/catalog.js';
+export { MAPPER_WORKER_URL, serveMapperTask, runMapperTask, fromTaskError } from './mapper/mapper-task.js';
+export type { MapperTask, MapperOp } from './mapper/mapper-task.js';
 
 const LOCAL_KEY = Symbol.for('threadbroker.local-connect');
 /** Where the tinypool entry leaves the port it received with a task. */

@@ -23,8 +23,11 @@ export class Lease {
   readonly owner: number;
   readonly claimedAt: number;
   lastUsed: number;
-  readonly idleMillis: number;
-  readonly maxMillis: number;
+  /** Mutable: a lease adopted before its owner's announcement takes the announced times (see `Reservations.#adopt`). */
+  idleMillis: number;
+  maxMillis: number;
+  /** True once the claimer's own announcement (or a FIFO grant) set the lease times. */
+  announced = false;
   conn: DriverConnection | undefined;
   /** Set when the connection died under the reservation: every use answers `TX_CONNECTION_LOST`. */
   lost: string | undefined;

@@ -53,7 +53,8 @@ export class RequestHandler implements RequestSink {
       peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
       return;
     }
-    pool.query(req.sql, req.params).then(
+    // The peer is the owner of the wait, so the waits of a thread that dies can be dropped.
+    pool.query(req.sql, req.params, peer).then(
       (res) => peer.reply(toReply(req.id, res)),
       (err) => peer.fail(req.id, err),
     );
@@ -64,6 +65,10 @@ export class RequestHandler implements RequestSink {
   }
 
   peerGone(peer: Peer): void {
+    // Fix: plain queries a dead thread left queued in a pool kept their place in the FIFO and ran
+    // later for nobody (their replies are dropped), holding up live threads and keeping `waiting`
+    // up: drop them now. Statements already running finish and return their connection.
+    for (const pool of this.#pools.values()) pool.abandon(peer);
     this.#reservations.peerGone(peer);
   }
 }

@@ -19,6 +19,8 @@ import { toReply } from './request-handler.js';
 const SAVEPOINT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** The server-side backstop fires this long after the lease would have. */
 const BACKSTOP_SLACK_MILLIS = 1000;
+/** Waiter count published once closed: threads never take the lock-free path again. */
+const CLOSED_WAITERS = 0x3fffffff;
 
 interface SlotWaiter {
   peer: Peer;
@@ -72,7 +74,7 @@ export class Reservations {
         this.#reserveWait(req, peer);
         return;
       case 'rc':
-        this.#adopt(req.rs, peer.thread, req.idleMillis, req.maxMillis);
+        this.#adopt(req.rs, peer.thread, req.idleMillis, req.maxMillis, true);
         peer.reply({ id: req.id });
         return;
       case 'tx':
@@ -91,13 +93,27 @@ export class Reservations {
     return [Number.isFinite(idle) && idle >= 0 ? idle : r.idleTimeoutMillis, Number.isFinite(max) && max >= 0 ? max : r.maxLifetimeMillis];
   }
 
-  /** Records a live claim; idempotent. */
-  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number): Lease | undefined {
+  /**
+   * Records a live claim; idempotent. `announced` is true when the times come from the claimer
+   * itself (its `rc` announcement, or a grant from the FIFO); otherwise the defaults are used.
+   */
+  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number, announced = false): Lease | undefined {
     if (!this.#validRef(rs) || !this.#table.isLive(rs)) return undefined;
     const existing = this.#leases[rs.db][rs.slot];
-    if (existing !== undefined && existing.claim.gen === rs.gen) return existing;
+    if (existing !== undefined && existing.claim.gen === rs.gen) {
+      // Fix: a claim adopted early (by the housekeeping tick, or by a query of another thread that
+      // got the token before the claimer's announcement arrived) used the default lease times, and
+      // the announcement was then ignored: reserve({ idleTimeoutMillis }) silently got the defaults.
+      if (announced && !existing.announced) {
+        [existing.idleMillis, existing.maxMillis] = this.#leaseDefaults(idleMillis, maxMillis);
+        existing.announced = true;
+        this.#table.setDeadline(rs.db, rs.slot, existing.deadline());
+      }
+      return existing;
+    }
     const [idle, max] = this.#leaseDefaults(idleMillis, maxMillis);
     const lease = new Lease({ db: rs.db, slot: rs.slot, gen: rs.gen }, this.#pools[rs.db], owner, idle, max);
+    lease.announced = announced;
     this.#leases[rs.db][rs.slot] = lease;
     this.#table.setDeadline(rs.db, rs.slot, lease.deadline());
     return lease;
@@ -206,13 +222,27 @@ export class Reservations {
       peer.fail(req.id, err instanceof TypeError ? Errors.invalidArgument(err.message) : err);
       return;
     }
+    const ends = req.op === 'commit' || req.op === 'rollback';
     lease.run({
       run: async () => {
         try {
           await this.#bind(lease);
           for (const sql of statements) await this.#onConn(lease, (c) => c.query(sql, undefined));
           this.#touch(lease);
-          peer.reply({ id: req.id });
+          if (!ends) {
+            peer.reply({ id: req.id });
+            return;
+          }
+          // Fix: the transaction is over, so its token must be too (RELIABILITY.md S1, "reuse after
+          // commit / rollback"): a new generation starts; the caller's Reservation continues under
+          // it (the reply carries it), every other holder of the old token gets TOKEN_EXPIRED.
+          const gen = this.#table.rotate(lease.claim);
+          if (gen === undefined) {
+            peer.reply({ id: req.id });
+            return;
+          }
+          lease.claim.gen = gen;
+          peer.reply({ id: req.id, rs: { slot: lease.claim.slot, gen } });
         } catch (err) {
           peer.fail(req.id, err);
         }
@@ -258,7 +288,9 @@ export class Reservations {
     lease.ending = true;
     lease.ended = (async () => {
       this.#table.retire(lease.claim);
-      lease.drain(() => (lease.lost !== undefined ? Errors.txConnectionLost(lease.pool.name, lease.lost) : Errors.tokenExpired(`the reservation ended (${reason})`)));
+      // Fix: requests still queued when the broker closes answer BROKER_CLOSED (RELIABILITY.md F9), not TOKEN_EXPIRED.
+      lease.drain(() => (reason === 'broker-close' ? Errors.brokerClosed()
+        : lease.lost !== undefined ? Errors.txConnectionLost(lease.pool.name, lease.lost) : Errors.tokenExpired(`the reservation ended (${reason})`)));
       if (!fromOwnQueue) await lease.whenIdle();
       const conn = lease.conn;
       lease.conn = undefined;
@@ -286,16 +318,26 @@ export class Reservations {
       if (w.done || w.peer.closed) continue;
       w.done = true;
       clearTimeout(w.timer);
-      this.#table.setWaiters(claim.db, this.#liveWaiters(claim.db));
+      this.#publishWaiters(claim.db);
       const [idle, max] = this.#leaseDefaults(w.idleMillis, w.maxMillis);
       const granted = this.#table.free(claim.db, claim.slot, { owner: w.peer.thread, deadline: Date.now() + Math.min(idle || Infinity, max || Infinity) })!;
-      const lease = this.#adopt(granted, w.peer.thread, idle, max);
+      const lease = this.#adopt(granted, w.peer.thread, idle, max, true);
       if (lease === undefined) continue;
       w.peer.reply({ id: w.id, rs: { slot: granted.slot, gen: granted.gen } });
       return;
     }
-    this.#table.setWaiters(claim.db, 0);
+    this.#publishWaiters(claim.db);
     this.#table.free(claim.db, claim.slot);
+  }
+
+  /**
+   * Publishes the number of queued waiters, which threads read before their lock-free claim.
+   * Fix: once the broker is closed it publishes a huge count instead, so no thread can claim a
+   * slot in shared memory any more (before, `reserve()` kept succeeding after `close()` and
+   * returned a reservation nobody tracked); the claim then goes to the broker and gets BROKER_CLOSED.
+   */
+  #publishWaiters(db: number): void {
+    this.#table.setWaiters(db, this.#closed ? CLOSED_WAITERS : this.#liveWaiters(db));
   }
 
   #liveWaiters(db: number): number {
@@ -325,7 +367,7 @@ export class Reservations {
     if (this.#liveWaiters(db) === 0) {
       const claim = this.#table.claimFor(db, peer.thread, Date.now() + Math.min(idle || Infinity, max || Infinity));
       if (claim !== undefined) {
-        this.#adopt(claim, peer.thread, idle, max);
+        this.#adopt(claim, peer.thread, idle, max, true);
         peer.reply({ id: req.id, rs: { slot: claim.slot, gen: claim.gen } });
         return;
       }
@@ -343,12 +385,12 @@ export class Reservations {
         w.done = true;
         const q = this.#waiters[db];
         q.splice(q.indexOf(w), 1);
-        this.#table.setWaiters(db, this.#liveWaiters(db));
+        this.#publishWaiters(db);
         peer.fail(req.id, Errors.reserveTimeout(pool.name, waitMillis, this.#table.reservedCount(db), slots));
       }, waitMillis),
     };
     this.#waiters[db].push(w);
-    this.#table.setWaiters(db, this.#liveWaiters(db));
+    this.#publishWaiters(db);
   }
 
   #defaultWait(db: number): number {
@@ -378,7 +420,7 @@ export class Reservations {
     }
     for (let db = 0; db < this.#waiters.length; db++) {
       this.#waiters[db] = this.#waiters[db].filter((w) => !w.done);
-      this.#table.setWaiters(db, this.#liveWaiters(db));
+      this.#publishWaiters(db);
     }
     const left = (this.#peersByThread.get(peer.thread) ?? 1) - 1;
     if (left > 0) {
@@ -406,9 +448,12 @@ export class Reservations {
           lease = this.#adopt({ db, slot, gen: this.#table.gen(db, slot) }, this.#table.owner(db, slot), NaN, NaN);
           if (lease === undefined) continue;
         }
-        if (lease.ending || lease.busy) continue;
+        if (lease.ending) continue;
+        // Fix: max lifetime is absolute, so it is enforced on busy leases too (before, a thread that
+        // kept a statement queued at every tick was never reclaimed). The token is refused from
+        // this tick on, queued statements are refused, the running one finishes, then ROLLBACK.
         if (lease.maxMillis > 0 && now >= lease.claimedAt + lease.maxMillis) void this.end(lease, 'max-lifetime');
-        else if (lease.idleMillis > 0 && now >= lease.lastUsed + lease.idleMillis) void this.end(lease, 'idle-timeout');
+        else if (!lease.busy && lease.idleMillis > 0 && now >= lease.lastUsed + lease.idleMillis) void this.end(lease, 'idle-timeout');
       }
     }
   }
@@ -425,7 +470,7 @@ export class Reservations {
         w.peer.fail(w.id, Errors.brokerClosed());
       }
       this.#waiters[db] = [];
-      this.#table.setWaiters(db, 0);
+      this.#publishWaiters(db);
     }
     const ends: Promise<void>[] = [];
     for (let db = 0; db < this.#table.slotCounts.length; db++) {

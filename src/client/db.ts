@@ -10,6 +10,8 @@ import { verifyToken } from '../slots/token.js';
 import type { PortClient } from './port-client.js';
 import { Reservation, type BeginOptions } from './reservation.js';
 import { toResult, type QueryResult } from './result.js';
+import { modelOf } from '../mapper/mapper-context.js';
+import type { Model } from '../mapper/model.js';
 
 /** Options of `reserve`. Lease defaults come from `reservations` in the config. */
 export interface ReserveOptions {
@@ -77,6 +79,21 @@ export class Db {
     return this.#client.env.databases;
   }
 
+  /**
+   * The mapper's model of a class from the config's `classes`: CRUD on the class's own database,
+   * `in(reservation)` for transactions, `onChange` for notices from other threads.
+   *
+   * ```ts
+   * interface User { id: number; name: string; email: string | null; version: number }
+   * const users = db.model<User>('User');
+   * const u = await users.insert({ name: 'Ada', email: 'ada@example.org' });
+   * ```
+   * @throws BrokerError `UNKNOWN_CLASS` for a name the config does not map
+   */
+  model<T extends object = Record<string, unknown>>(name: string): Model<T> {
+    return modelOf<T>(this, this.#client.env, name);
+  }
+
   #index(database: string): number {
     const i = typeof database === 'string' ? this.#dbIndex.get(database) : undefined;
     if (i === undefined) throw Errors.unknownDatabase(String(database), this.#client.env.databases);
@@ -127,6 +144,8 @@ export class Db {
     const waitMillis = checkMillis('waitMillis', opts.waitMillis);
     const idleMillis = checkMillis('idleTimeoutMillis', opts.idleTimeoutMillis);
     const maxMillis = checkMillis('maxLifetimeMillis', opts.maxLifetimeMillis);
+    // Fix: a closed client must not claim a slot in shared memory that no broker will ever track.
+    if (this.#client.closed) throw Errors.brokerClosed();
     const env = this.#client.env;
     const idle = Number.isNaN(idleMillis) ? env.leaseIdleMillis : idleMillis;
     const max = Number.isNaN(maxMillis) ? env.leaseMaxMillis : maxMillis;

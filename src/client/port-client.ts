@@ -126,8 +126,24 @@ export class PortClient {
     try {
       this.#endpoint.postMessage(out.length === 1 ? out[0] : out);
     } catch (err) {
-      for (const r of out) this.#settle({ id: r.id, e: { code: 'INVALID_ARGUMENT', message: `request cannot be sent to the broker: ${(err as Error).message}` } });
+      if (out.length === 1) {
+        this.#refuse(out[0], err);
+        return;
+      }
+      // Fix: one request that cannot be cloned (a function parameter) failed every request
+      // batched with it in the same turn. Send them one by one; only the bad ones fail.
+      for (const r of out) {
+        try {
+          this.#endpoint.postMessage(r);
+        } catch (e) {
+          this.#refuse(r, e);
+        }
+      }
     }
+  }
+
+  #refuse(r: Request, err: unknown): void {
+    this.#settle({ id: r.id, e: { code: 'INVALID_ARGUMENT', message: `request cannot be sent to the broker: ${(err as Error).message}` } });
   }
 
   #onMessage(msg: unknown): void {

@@ -33,7 +33,8 @@ export class Reservation {
   readonly database: string;
   readonly #client: PortClient;
   readonly #table: SlotTable;
-  readonly #claim: SlotClaim;
+  /** Mutable: commit and rollback move the reservation to a new generation (a new token). */
+  #claim: SlotClaim;
   #released = false;
   #token: string | undefined;
 
@@ -48,6 +49,8 @@ export class Reservation {
   /**
    * The opaque token of this reservation. Reading it hands the reservation over: from then on it
    * lives by its lease (idle timeout, max lifetime), not by the thread that took it.
+   * A token names one transaction: after `commit()` or `rollback()` the old token is refused
+   * (`TOKEN_EXPIRED`) and this property returns a fresh one for the rest of the reservation.
    */
   get token(): string {
     if (this.#token === undefined) {
@@ -90,7 +93,13 @@ export class Reservation {
     const site: { stack?: string } = {};
     Error.captureStackTrace(site);
     await this.#guard(site);
-    await this.#client.request({ t: 'tx', op, rs: this.#ref(), ...extra }, site);
+    const reply = await this.#client.request({ t: 'tx', op, rs: this.#ref(), ...extra }, site);
+    if (reply.rs !== undefined && reply.rs.slot === this.#claim.slot) {
+      // Commit/rollback started a new generation (see Reservations.#tx): follow it, and forget
+      // the old token; reading `token` again yields (and hands over) the new one.
+      this.#claim = { db: this.#claim.db, slot: this.#claim.slot, gen: reply.rs.gen };
+      this.#token = undefined;
+    }
   }
 
   /** Begins a transaction (`begin({ isolation: 'serializable', readOnly: true })`). */
@@ -98,12 +107,12 @@ export class Reservation {
     return this.#tx('begin', { isolation: opts.isolation, readOnly: opts.readOnly });
   }
 
-  /** Commits the open transaction. */
+  /** Commits the open transaction. Tokens read before are refused from now on; `token` gives a new one. */
   commit(): Promise<void> {
     return this.#tx('commit', {});
   }
 
-  /** Rolls back the open transaction. */
+  /** Rolls back the open transaction. Tokens read before are refused from now on; `token` gives a new one. */
   rollback(): Promise<void> {
     return this.#tx('rollback', {});
   }

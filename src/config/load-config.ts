@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import JSON5 from 'json5';
 import { Errors } from '../errors.js';
 import { DEFAULTS } from './defaults.js';
+import { identifierProblems } from './check-identifiers.js';
 import { formatPath, show, validateConfigInput, type ConfigInput, type ConfigProblem, type DatabaseInput } from './schema.js';
 import type { AdminConfig, BrokerConfig, ClassConfig, DatabaseConfig } from './types.js';
 
@@ -25,7 +26,8 @@ type Loc = { line: number; column: number };
  * const config = await loadConfig('config.json5');
  * config.databases.main.max; // 10 unless configured
  * ```
- * @throws BrokerError `CONFIG_INVALID` on an unreadable file, invalid JSON5 or an invalid config
+ * @throws BrokerError `CONFIG_INVALID` on an unreadable file, invalid JSON5 or an invalid config;
+ *   `IDENTIFIER_INVALID` for a class's table, column or attribute name its driver cannot take safely
  */
 export async function loadConfig(source: string | URL | object): Promise<BrokerConfig> {
   if (typeof source !== 'string' && !(source instanceof URL)) return resolveConfig(source);
@@ -57,7 +59,7 @@ export async function loadConfig(source: string | URL | object): Promise<BrokerC
  * ```ts
  * const config = resolveConfig({ databases: { main: { driver: 'pg', url: '${DATABASE_URL}' } } });
  * ```
- * @throws BrokerError `CONFIG_INVALID`
+ * @throws BrokerError `CONFIG_INVALID`, or `IDENTIFIER_INVALID` for unsafe table/column/attribute names
  */
 export function resolveConfig(input: unknown, file?: { path: string; text: string }): BrokerConfig {
   const problems: ConfigProblem[] = [];
@@ -65,6 +67,9 @@ export function resolveConfig(input: unknown, file?: { path: string; text: strin
   if (problems.length > 0) fail(problems, file);
   const r = validateConfigInput(sane);
   if (!r.ok) fail(r.problems, file);
+  // Table and column names end up in generated SQL: refused here, before any connection opens.
+  const badNames = identifierProblems(r.value);
+  if (badNames.length > 0) fail(badNames, file, Errors.identifierInvalid);
   return deepFreeze(build(r.value));
 }
 
@@ -134,14 +139,14 @@ function interpolate(s: string, path: Seg[], problems: ConfigProblem[]): string 
 
 const MAX_SHOWN = 20;
 
-function fail(problems: readonly ConfigProblem[], file: { path: string; text: string } | undefined): never {
+function fail(problems: readonly ConfigProblem[], file: { path: string; text: string } | undefined, make: (message: string) => Error = Errors.configInvalid): never {
   const locs = file ? locateKeys(file.text) : undefined;
   const lines = problems.slice(0, MAX_SHOWN).map((p) => {
     const where = file && locs ? `${clean(file.path)}:${locOf(locs, p.path)}: ` : '';
     return `${where}${formatPath(p.path)} ${p.message}`;
   });
   if (problems.length > MAX_SHOWN) lines.push(`… and ${problems.length - MAX_SHOWN} more problems`);
-  throw Errors.configInvalid(lines.join('\n'));
+  throw make(lines.join('\n'));
 }
 
 /** The key itself, or for a missing key the nearest enclosing key that is in the file. */

@@ -17,6 +17,8 @@ interface Waiter {
   reject: (err: Error) => void;
   timer: NodeJS.Timeout | undefined;
   done: boolean;
+  /** Who asked (the broker passes the thread's peer), so a dead thread's waits can be dropped. */
+  owner: object | undefined;
 }
 
 interface Meta {
@@ -53,6 +55,13 @@ export class Pool {
   // FIFO with a moving head: shift() on a long array is O(n).
   #waiters: Waiter[] = [];
   #head = 0;
+  // Fix: waiters not yet done. `#waiters.length - #head` also counted waiters that timed out or
+  // were abandoned behind a live one, which inflated `waiting`, the QUEUE_FULL check and #grow.
+  #live = 0;
+  /** Closes in progress (graceful ends), so close() can wait for them (no session outlives close). */
+  readonly #ending = new Set<Promise<void>>();
+  /** Connects in flight, so close() can wait for them and end what they open. */
+  readonly #opening = new Set<Promise<void>>();
   #connecting = 0;
   #created = 0;
   #seq = 0;
@@ -81,7 +90,7 @@ export class Pool {
 
   /** Live figures. */
   stats(): PoolStats {
-    const waiting = this.#waiters.length - this.#head;
+    const waiting = this.#live;
     const idle = this.#idle.length;
     const busy = this.#busy.size;
     return { max: this.#config.max, open: idle + busy, idle, busy, waiting, created: this.#created, connecting: this.#connecting };
@@ -91,10 +100,10 @@ export class Pool {
    * Runs one statement on any free connection and returns the connection at once.
    * The hot path: no promise beyond the driver's when a connection is idle.
    */
-  query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
+  query(sql: string, params: readonly unknown[] | undefined, owner?: object): Promise<RawResult> {
     const conn = this.#takeIdle();
     if (conn !== undefined) return this.#runAndRelease(conn, sql, params);
-    return this.acquire().then((c) => this.#runAndRelease(c, sql, params));
+    return this.acquire(this.#config.acquireTimeoutMillis, owner).then((c) => this.#runAndRelease(c, sql, params));
   }
 
   async #runAndRelease(conn: DriverConnection, sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
@@ -108,7 +117,7 @@ export class Pool {
   #takeIdle(): DriverConnection | undefined {
     if (this.#closed) return undefined;
     // Only take idle connections when nobody queues, so FIFO holds.
-    if (this.#waiters.length !== this.#head) return undefined;
+    if (this.#live > 0) return undefined;
     for (;;) {
       // LIFO: the most recently used connection is the warmest and the least likely to be dead.
       const conn = this.#idle.pop();
@@ -117,8 +126,15 @@ export class Pool {
         this.#forget(conn);
         continue;
       }
-      this.#busy.add(conn);
       const meta = this.#meta.get(conn);
+      // Fix: a connection past its lifetime was still handed out until the next sweep (up to
+      // half the lifetime or 1 s later). Never hand one out (HikariCP evicts on borrow too).
+      if (meta !== undefined && meta.expires > 0 && Date.now() >= meta.expires) {
+        this.#forget(conn);
+        this.#end(conn);
+        continue;
+      }
+      this.#busy.add(conn);
       if (meta) meta.checkedOut = performance.now();
       return conn;
     }
@@ -128,19 +144,30 @@ export class Pool {
    * Takes a connection exclusively (the caller must `release` it), waiting at most
    * `timeoutMillis` (`ACQUIRE_TIMEOUT`) in FIFO order, behind at most `queueLimit` others (`QUEUE_FULL`).
    */
-  acquire(timeoutMillis: number = this.#config.acquireTimeoutMillis): Promise<DriverConnection> {
+  acquire(timeoutMillis: number = this.#config.acquireTimeoutMillis, owner?: object): Promise<DriverConnection> {
     if (this.#closed) return Promise.reject(Errors.brokerClosed());
     const conn = this.#takeIdle();
     if (conn !== undefined) return Promise.resolve(conn);
-    if (this.#waiters.length - this.#head >= this.#config.queueLimit) {
+    // Fix: only requests that must wait for another's release count against queueLimit; those a
+    // connection still to be opened will serve do not. Before, `queueLimit: 0` refused every
+    // request of a fresh pool (nothing idle yet) with QUEUE_FULL, so the pool could never open.
+    const room = this.#config.max - this.#idle.length - this.#busy.size;
+    if (this.#live - Math.max(0, room) >= this.#config.queueLimit) {
       this.queueFull++;
       return Promise.reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
     }
     return new Promise<DriverConnection>((resolve, reject) => {
-      const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false };
-      waiter.timer = setTimeout(() => {
+      const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false, owner };
+      const expire = (): void => {
         if (waiter.done) return;
-        waiter.done = true;
+        // Fix: Node fires timers on a millisecond clock and may run one up to 1 ms before `timeoutMillis`
+        // of real time passed; the contract is "never earlier than T", so wait out the remainder.
+        const left = timeoutMillis - (performance.now() - waiter.since);
+        if (left > 0) {
+          waiter.timer = setTimeout(expire, Math.ceil(left));
+          return;
+        }
+        this.#settleWaiter(waiter);
         this.timeouts++;
         const err = Errors.acquireTimeout(this.name, timeoutMillis, this.stats());
         if (this.#lastConnectError !== undefined) {
@@ -148,10 +175,37 @@ export class Pool {
         }
         reject(err);
         this.#compact();
-      }, timeoutMillis);
+      };
+      waiter.timer = setTimeout(expire, timeoutMillis);
       this.#waiters.push(waiter);
+      this.#live++;
       this.#grow();
     });
+  }
+
+  /** Marks a live waiter done (granted, timed out, abandoned or closed). */
+  #settleWaiter(w: Waiter): void {
+    w.done = true;
+    this.#live--;
+    if (w.timer !== undefined) clearTimeout(w.timer);
+  }
+
+  /**
+   * Drops every wait of `owner` (a thread that is gone): its requests can no longer be answered,
+   * so they must neither hold their place in the FIFO nor run statements later for nobody.
+   * Returns how many were dropped.
+   */
+  abandon(owner: object): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#waiters.length; i++) {
+      const w = this.#waiters[i];
+      if (w.done || w.owner !== owner) continue;
+      this.#settleWaiter(w);
+      w.reject(Errors.threadExited('the requesting thread is gone; its queued request was dropped'));
+      n++;
+    }
+    if (n > 0) this.#compact();
+    return n;
   }
 
   /**
@@ -160,6 +214,10 @@ export class Pool {
    */
   release(conn: DriverConnection): void {
     if (!this.#busy.has(conn)) {
+      // Fix: close() destroys connections still busy after its grace and forgets them; their
+      // statements then fail and come back here. Throwing would replace the statement's own error
+      // (CONNECTION_LOST) with INVALID_ARGUMENT.
+      if (this.#closed) return;
       throw new BrokerError('INVALID_ARGUMENT', 'release called on a connection that is not checked out of this pool');
     }
     const meta = this.#meta.get(conn);
@@ -219,8 +277,7 @@ export class Pool {
       this.#waiters[this.#head] = undefined as unknown as Waiter;
       this.#head++;
       if (!w.done) {
-        w.done = true;
-        if (w.timer !== undefined) clearTimeout(w.timer);
+        this.#settleWaiter(w);
         this.#compact();
         return w;
       }
@@ -244,18 +301,16 @@ export class Pool {
     }
   }
 
-  #liveWaiters(): number {
-    let n = 0;
-    for (let i = this.#head; i < this.#waiters.length; i++) if (!this.#waiters[i].done) n++;
-    return n;
-  }
-
   /** Opens connections for waiters, within the cap. */
   #grow(): void {
     if (this.#closed || this.#retryTimer !== undefined) return;
     const open = this.#idle.length + this.#busy.size;
-    let room = this.#config.max - open - this.#connecting;
-    let want = this.#liveWaiters() - this.#connecting;
+    // Fix: a connection being closed still holds its server session until the close completes;
+    // opening its replacement at once let the server see max + 1 sessions (with a server-side
+    // cap equal to max, rotation under load failed connects with 53300 / MariaDB 1226). Ends in
+    // progress count toward the cap, and each completed end calls #grow() again.
+    let room = this.#config.max - open - this.#connecting - this.#ending.size;
+    let want = this.#live - this.#connecting;
     while (room > 0 && want > 0) {
       room--;
       want--;
@@ -266,7 +321,7 @@ export class Pool {
   #openOne(): void {
     this.#connecting++;
     const seq = ++this.#seq;
-    this.#driver.connect(seq).then(
+    const opening: Promise<void> = this.#driver.connect(seq).then(
       (conn) => {
         this.#connecting--;
         this.#backoffMillis = 0;
@@ -279,7 +334,7 @@ export class Pool {
         this.#meta.set(conn, { created: now, checkedOut: performance.now(), expires, lastUsed: now });
         conn.onBroken(() => this.#onIdleBroken(conn));
         if (this.#closed) {
-          conn.end().catch(() => undefined);
+          this.#end(conn);
           this.#meta.delete(conn);
           return;
         }
@@ -290,7 +345,7 @@ export class Pool {
       (err: Error) => {
         this.#connecting--;
         this.#lastConnectError = err.message;
-        if (this.#closed || this.#liveWaiters() === 0) return;
+        if (this.#closed || this.#live === 0) return;
         // Back off while the server refuses, but keep trying while anyone waits (F5).
         this.#backoffMillis = Math.min(1000, this.#backoffMillis === 0 ? 25 : this.#backoffMillis * 2);
         this.#retryTimer = setTimeout(() => {
@@ -300,6 +355,30 @@ export class Pool {
         this.#retryTimer.unref();
       },
     );
+    this.#opening.add(opening);
+    void opening.finally(() => this.#opening.delete(opening));
+  }
+
+  /**
+   * Graceful close of one connection, tracked so close() can wait for it and #grow() counts it
+   * against the cap until its session is gone. Bounded: a close that hangs (a dead peer) turns
+   * into a destroy after connectTimeoutMillis.
+   */
+  #end(conn: DriverConnection): void {
+    let timer: NodeJS.Timeout | undefined;
+    const ending: Promise<void> = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        conn.destroy();
+        resolve();
+      }, this.#config.connectTimeoutMillis);
+      timer.unref();
+      conn.end().then(resolve, resolve);
+    }).then(() => {
+      clearTimeout(timer);
+      this.#ending.delete(ending);
+      this.#grow();
+    });
+    this.#ending.add(ending);
   }
 
   #onIdleBroken(conn: DriverConnection): void {
@@ -313,7 +392,7 @@ export class Pool {
 
   #discard(conn: DriverConnection): void {
     this.#forget(conn);
-    conn.end().catch(() => undefined);
+    this.#end(conn);
     // A slot was freed: open a replacement if anyone waits.
     this.#grow();
   }
@@ -333,7 +412,7 @@ export class Pool {
       if (conn.broken || expired || stale) {
         this.#idle.splice(i, 1);
         this.#forget(conn);
-        conn.end().catch(() => undefined);
+        this.#end(conn);
       }
     }
   }
@@ -351,21 +430,28 @@ export class Pool {
     for (let i = this.#head; i < this.#waiters.length; i++) {
       const w = this.#waiters[i];
       if (w.done) continue;
-      w.done = true;
-      if (w.timer !== undefined) clearTimeout(w.timer);
+      this.#settleWaiter(w);
       w.reject(Errors.brokerClosed());
     }
     this.#waiters = [];
     this.#head = 0;
-    const ends = this.#idle.splice(0).map((c) => c.end());
-    await Promise.all(ends);
+    for (const c of this.#idle.splice(0)) this.#end(c);
     const deadline = Date.now() + graceMillis;
-    while (this.#busy.size > 0 && Date.now() < deadline) {
+    while ((this.#busy.size > 0 || this.#opening.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     for (const c of this.#busy) c.destroy();
     this.#busy.clear();
     this.#meta.clear();
+    // Fix: connections that came back during the grace (and those a connect in flight opened)
+    // were ended without waiting, so close() resolved while their sessions still existed on the
+    // server and their sockets still kept the process alive. Wait for them, within the grace.
+    const left = Math.max(0, deadline - Date.now());
+    if (this.#ending.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([...this.#ending]), new Promise((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
     await this.#driver.close();
   }
 }

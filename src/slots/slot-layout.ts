@@ -33,11 +33,19 @@ export const DB_SPARE_OFFSET = 1;
 export const SLOT_STRIDE = 12;
 /** The slot's state; changed only with `Atomics.compareExchange` (or by the broker while RETIRING). */
 export const SLOT_STATE_OFFSET = 0;
-/** Bumped by the broker on every release, before the slot can be claimed again (ABA guard). */
+/**
+ * Bumped by the broker on every release, before the slot can be claimed again (ABA guard), and on
+ * every commit or rollback of a live reservation, so a token names one transaction only.
+ */
 export const SLOT_GEN_OFFSET = 1;
 /** `threadId` of the thread that claimed the slot. */
 export const SLOT_OWNER_OFFSET = 2;
-/** 1 once the token was read (handed over): the reservation then lives by its lease, not its thread. */
+/**
+ * `GEN + 1` once the token of the current generation was read (handed over): the reservation then
+ * lives by its lease, not its thread. Tagged with the generation rather than a plain 0/1 so that a
+ * late write by the holder of an already released claim can never mark the next claim of the
+ * slot as handed (it would then survive its owner's death). Any other value: not handed.
+ */
 export const SLOT_HANDED_OFFSET = 3;
 /** Four words of a 128-bit random nonce, written by the claimer before it publishes RESERVED. */
 export const SLOT_NONCE_OFFSET = 4;

@@ -12,6 +12,19 @@ import {
   SLOT_OWNER_OFFSET, SLOT_STATE_OFFSET, SLOT_STRIDE, dbBase, tableBytes,
 } from './slot-layout.js';
 
+/** The largest epoch-ms deadline (the last valid `Date`): a lease that never expires. */
+export const NEVER = 8.64e15;
+
+/**
+ * Fix: a lease with `idleTimeoutMillis: 0` and `maxLifetimeMillis: 0` ("never") has an infinite
+ * deadline, and `BigInt(Infinity)` threw a RangeError: every statement of such a reservation failed
+ * with INVALID_ARGUMENT, and a FIFO grant with those times threw inside `free()`, leaving the slot
+ * RETIRING for good. Deadlines are clamped to NEVER instead.
+ */
+function deadlineWord(deadline: number): bigint {
+  return BigInt(Number.isFinite(deadline) ? Math.min(Math.floor(deadline), NEVER) : NEVER);
+}
+
 /** A claimed slot: where it is and which generation the claim belongs to. */
 export interface SlotClaim {
   db: number;
@@ -84,14 +97,16 @@ export class SlotTable {
   }
 
   #fill(at: number, owner: number, deadline: number): number {
+    // GEN was bumped by the broker before the slot became FREE; read it after our CAS won.
+    const gen = Atomics.load(this.#i32, at + SLOT_GEN_OFFSET);
     Atomics.store(this.#i32, at + SLOT_OWNER_OFFSET, owner);
-    Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, 0);
+    // Fix: HANDED is tagged with the generation (see SLOT_HANDED_OFFSET); `gen` itself means "not handed".
+    Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, gen);
     const nonce = new Int32Array(SLOT_NONCE_WORDS);
     randomFillSync(nonce);
     for (let i = 0; i < SLOT_NONCE_WORDS; i++) Atomics.store(this.#i32, at + SLOT_NONCE_OFFSET + i, nonce[i]);
-    Atomics.store(this.#i64, (at + SLOT_DEADLINE_OFFSET) / 2, BigInt(Math.floor(deadline)));
-    // GEN was bumped by the broker before the slot became FREE; read it after our CAS won.
-    return Atomics.load(this.#i32, at + SLOT_GEN_OFFSET);
+    Atomics.store(this.#i64, (at + SLOT_DEADLINE_OFFSET) / 2, deadlineWord(deadline));
+    return gen;
   }
 
   /** The slot's state. */
@@ -111,13 +126,19 @@ export class SlotTable {
 
   /** True once the token of the current claim was read. */
   handed(db: number, slot: number): boolean {
-    return Atomics.load(this.#i32, this.#at(db, slot) + SLOT_HANDED_OFFSET) === 1;
+    const at = this.#at(db, slot);
+    // HANDED holds GEN + 1 of the generation whose token was read (int32 wrap-around, like GEN).
+    return Atomics.load(this.#i32, at + SLOT_HANDED_OFFSET) === ((Atomics.load(this.#i32, at + SLOT_GEN_OFFSET) + 1) | 0);
   }
 
-  /** Marks the current claim handed over, if `gen` is still current. */
+  /**
+   * Marks the claim handed over. Fix: the mark is tagged with `claim.gen`, so a stale holder (its
+   * claim released and the slot claimed again between our GEN check and our store) marks nothing
+   * live; before, it stored a plain 1 and the next owner's reservation survived that owner's death.
+   */
   markHanded(claim: SlotClaim): void {
     const at = this.#at(claim.db, claim.slot);
-    if (Atomics.load(this.#i32, at + SLOT_GEN_OFFSET) === claim.gen) Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, 1);
+    if (Atomics.load(this.#i32, at + SLOT_GEN_OFFSET) === claim.gen) Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, (claim.gen + 1) | 0);
   }
 
   /** The 16 nonce bytes of the current claim. */
@@ -135,7 +156,7 @@ export class SlotTable {
 
   /** Broker only: moves the lease deadline. */
   setDeadline(db: number, slot: number, deadline: number): void {
-    Atomics.store(this.#i64, (this.#at(db, slot) + SLOT_DEADLINE_OFFSET) / 2, BigInt(Math.floor(deadline)));
+    Atomics.store(this.#i64, (this.#at(db, slot) + SLOT_DEADLINE_OFFSET) / 2, deadlineWord(deadline));
   }
 
   /** True when `claim` is the slot's live claim. */
@@ -144,6 +165,23 @@ export class SlotTable {
     // Read STATE before GEN: the broker bumps GEN while RETIRING, so a live state read first
     // followed by a matching GEN means the claim had not been retired at the GEN read.
     return Atomics.load(this.#i32, at + SLOT_STATE_OFFSET) === RESERVED && Atomics.load(this.#i32, at + SLOT_GEN_OFFSET) === claim.gen;
+  }
+
+  /**
+   * Broker only: starts a new generation of a live claim (after its commit or rollback), so tokens
+   * of the finished transaction are refused (`TOKEN_EXPIRED`) while the reservation goes on under
+   * a fresh token. Returns the new generation, or undefined when the claim is not live.
+   * Ordering: the slot stays RESERVED throughout and only the broker writes GEN of a RESERVED slot,
+   * so a reader sees either the old generation (and accepts the old token) or the new one.
+   * A handed-over reservation stays handed over under its new generation.
+   */
+  rotate(claim: SlotClaim): number | undefined {
+    if (!this.isLive(claim)) return undefined;
+    const at = this.#at(claim.db, claim.slot);
+    const wasHanded = this.handed(claim.db, claim.slot);
+    const gen = (Atomics.add(this.#i32, at + SLOT_GEN_OFFSET, 1) + 1) | 0;
+    Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, wasHanded ? (gen + 1) | 0 : gen);
+    return gen;
   }
 
   /** Broker only: RESERVED→RETIRING for this claim. False when it is not live (already retired). */

@@ -11,7 +11,15 @@ import type { SlotClaim, SlotTable } from './slot-table.js';
 
 /** Longest string accepted as a token; anything longer is refused before it is parsed. */
 export const MAX_TOKEN_LENGTH = 128;
-const TOKEN_RE = /^tb1\.([0-9a-f]{16})\.(\d{1,4})\.(\d{1,5})\.(-?\d{1,10})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{22})$/;
+/**
+ * 16 bytes are 22 base64url characters whose last one carries 4 unused bits. Fix: only the
+ * canonical last character (unused bits zero: A, Q, g or w) is accepted. Before, Node's decoder
+ * dropped those bits, so each token had 16 spellings that all verified (malleable tokens: a
+ * "modified" token was accepted, and per-token logging, rate limits or revocation lists keyed
+ * by the string could be sidestepped).
+ */
+const B64_16 = '[A-Za-z0-9_-]{21}[AQgw]';
+const TOKEN_RE = new RegExp(`^tb1\\.([0-9a-f]{16})\\.(\\d{1,4})\\.(\\d{1,5})\\.(-?\\d{1,10})\\.(${B64_16})\\.(${B64_16})$`);
 
 function mac(key: Uint8Array, body: string): Buffer {
   return createHmac('sha256', key).update(body).digest().subarray(0, 16);
@@ -42,10 +50,10 @@ export function verifyToken(token: unknown, brokerId: string, key: Uint8Array, t
   if (given.length !== 16 || !timingSafeEqual(given, mac(key, body))) throw Errors.tokenInvalid('signature does not match');
   const claim: SlotClaim = { db: Number(dbText), slot: Number(slotText), gen: Number(genText) };
   if (!table.has(claim.db, claim.slot)) throw Errors.tokenInvalid('names no slot of this broker');
-  if (!table.isLive(claim)) throw Errors.tokenExpired('the reservation was released or its lease expired');
+  if (!table.isLive(claim)) throw Errors.tokenExpired('the reservation was released, its transaction ended or its lease expired');
   const nonce = Buffer.from(nonceText, 'base64url');
   const current = table.nonce(claim.db, claim.slot);
   // Genuine MAC and live generation imply the same claim; the nonce check is defence in depth.
-  if (nonce.length !== 16 || !timingSafeEqual(nonce, current)) throw Errors.tokenExpired('the reservation was released or its lease expired');
+  if (nonce.length !== 16 || !timingSafeEqual(nonce, current)) throw Errors.tokenExpired('the reservation was released, its transaction ended or its lease expired');
   return claim;
 }

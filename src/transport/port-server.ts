@@ -73,14 +73,27 @@ export class Peer {
       this.#endpoint.postMessage(value);
     } catch (err) {
       // A value that cannot be cloned (rare driver types) must still answer its request.
-      const list = Array.isArray(value) ? (value as Reply[]) : [value as Reply];
-      for (const r of list) {
+      if (!Array.isArray(value)) {
+        this.#refuse(value as Reply, err);
+        return;
+      }
+      // Fix: one reply that cannot be cloned failed every reply batched with it. Send them one
+      // by one; only the bad ones become errors.
+      for (const r of value as Reply[]) {
         try {
-          this.#endpoint.postMessage({ id: r.id, e: serializeError(Errors.invalidArgument(`result cannot be sent to the thread: ${(err as Error).message}`)) });
-        } catch {
-          /* the port is gone */
+          this.#endpoint.postMessage(r);
+        } catch (e) {
+          this.#refuse(r, e);
         }
       }
+    }
+  }
+
+  #refuse(r: Reply, err: unknown): void {
+    try {
+      this.#endpoint.postMessage({ id: r.id, e: serializeError(Errors.invalidArgument(`result cannot be sent to the thread: ${(err as Error).message}`)) });
+    } catch {
+      /* the port is gone */
     }
   }
 

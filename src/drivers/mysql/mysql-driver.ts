@@ -7,6 +7,7 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult } from '../driver.js';
 import { checkBeginOptions, isFatalSqlState } from '../driver.js';
+import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from './mysql-types.js';
 
 /** The structural subset of a mysql2 error we read. */
 interface MysqlError {
@@ -25,6 +26,8 @@ interface MysqlConn {
   on(event: 'error' | 'end', listener: (err?: MysqlError) => void): unknown;
   end(cb?: (err?: unknown) => void): void;
   destroy(): void;
+  /** The socket (a net.Socket). */
+  stream?: { destroyed: boolean; once(event: 'close', listener: () => void): unknown };
 }
 
 interface ResultHeader {
@@ -47,7 +50,32 @@ export function mysqlError(db: string, err: unknown): BrokerError {
       errno: e?.errno, driverCode: e?.code, sqlState: e?.sqlState, database: db,
     });
   }
-  return new BrokerError('DATABASE_ERROR', message, { errno: e?.errno, driverCode: e?.code, sqlState: e?.sqlState, database: db });
+  return new BrokerError('DATABASE_ERROR', message, {
+    errno: e?.errno, driverCode: e?.code, sqlState: e?.sqlState, constraint: constraintOf(e?.errno, message), database: db,
+  });
+}
+
+/**
+ * Fix: the server names the violated constraint only inside the message text, so `constraint`
+ * was always missing on MySQL/MariaDB although DESIGN.md promises it for DATABASE_ERROR (pg sends
+ * it as a field). Read it from the messages of the constraint errors.
+ */
+export function constraintOf(errno: number | undefined, message: string): string | undefined {
+  switch (errno) {
+    case 1062: // ER_DUP_ENTRY: "Duplicate entry '…' for key 'name'" (MySQL 8: 'table.name')
+    case 1586: { // ER_DUP_ENTRY_WITH_KEY_NAME
+      const key = /for key '(.*)'$/s.exec(message)?.[1];
+      return key === undefined ? undefined : key.slice(key.lastIndexOf('.') + 1);
+    }
+    case 1451: // ER_ROW_IS_REFERENCED_2: "… a foreign key constraint fails (`db`.`t`, CONSTRAINT `name` FOREIGN KEY …"
+    case 1452: // ER_NO_REFERENCED_ROW_2
+    case 4025: // MariaDB ER_CONSTRAINT_FAILED: "CONSTRAINT `name` failed for `db`.`t`"
+      return /CONSTRAINT `((?:[^`]|``)+)`/.exec(message)?.[1].replace(/``/g, '`');
+    case 3819: // MySQL ER_CHECK_CONSTRAINT_VIOLATED: "Check constraint 'name' is violated."
+      return /^Check constraint '(.*)' is violated/.exec(message)?.[1];
+    default:
+      return undefined;
+  }
 }
 
 class MysqlConnection implements DriverConnection {
@@ -102,6 +130,7 @@ class MysqlConnection implements DriverConnection {
     }
     if (Array.isArray(rows)) {
       const names = Array.isArray(fields) ? (fields as { name: string }[]).map((f) => f.name) : [];
+      if (Array.isArray(fields)) normalizeRows(rows as unknown[][], fields as { columnType?: number }[]);
       return { fields: names, rows: rows as unknown[][], rowCount: rows.length };
     }
     const h = rows as ResultHeader;
@@ -131,11 +160,25 @@ class MysqlConnection implements DriverConnection {
 
   end(): Promise<void> {
     this.broken = true;
+    // Fix: mysql2 calls end()'s callback as soon as COM_QUIT is written, not when the server has
+    // closed the session, so the pool (cap accounting) and broker.close() ("no session left")
+    // moved on while the session still existed. Resolve when the socket has closed.
     return new Promise((resolve) => {
-      try {
-        this.#conn.end(() => resolve());
-      } catch {
+      const stream = this.#conn.stream;
+      if (stream === undefined || stream.destroyed) {
+        try {
+          this.#conn.end(() => undefined);
+        } catch {
+          /* already closed */
+        }
         resolve();
+        return;
+      }
+      stream.once('close', () => resolve());
+      try {
+        this.#conn.end(() => undefined);
+      } catch {
+        this.#conn.destroy();
       }
     });
   }
@@ -160,7 +203,8 @@ export class MysqlDriver implements Driver {
     const base: Record<string, unknown> = {
       connectTimeout: c.connectTimeoutMillis,
       enableKeepAlive: true,
-      supportBigNumbers: true,
+      // Value types aligned with the PostgreSQL driver (see mysql-types.ts).
+      ...MYSQL_TYPE_OPTIONS,
       connectAttributes: { program_name: 'threadbroker' },
     };
     if (c.url !== undefined) {
@@ -193,8 +237,16 @@ export class MysqlDriver implements Driver {
           reject(Errors.connectionLost(name, `cannot connect: ${err.message}`));
           return;
         }
-        conn.removeListener('error', early);
-        resolve(new MysqlConnection(seq, conn, name));
+        // TIMESTAMP columns convert through the session time zone; UTC matches `timezone: 'Z'`.
+        conn.query({ sql: MYSQL_SESSION_SQL }, (setErr) => {
+          if (setErr) {
+            conn.destroy();
+            reject(Errors.connectionLost(name, `cannot set up the session: ${setErr.message}`));
+            return;
+          }
+          conn.removeListener('error', early);
+          resolve(new MysqlConnection(seq, conn, name));
+        });
       });
     });
   }

@@ -8,6 +8,7 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult } from '../driver.js';
 import { checkBeginOptions, isFatalSqlState } from '../driver.js';
+import { pgTypes, utcDateParams } from './pg-types.js';
 
 /** The structural subset of a `pg` server error we read. */
 interface PgServerError {
@@ -71,20 +72,36 @@ class PgConnection implements DriverConnection {
 
   async query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
     try {
-      const r = await this.#client.query({ text: sql, values: params as unknown[] | undefined, rowMode: 'array' });
+      const r = await this.#client.query({ text: sql, values: utcDateParams(params), rowMode: 'array' });
       // A multi-statement simple query returns an array of results; the last one is the answer.
       const res = (Array.isArray(r) ? r[r.length - 1] : r) as pg.QueryResult<unknown[]>;
       const fields = res.fields ? res.fields.map((f) => f.name) : [];
       return { fields, rows: res.rows ?? [], rowCount: res.rowCount ?? res.rows?.length ?? 0 };
     } catch (err) {
       const out = pgError(this.#db, err, false);
-      if (out.code === 'CONNECTION_LOST' || !(err as PgServerError)?.severity) {
-        // A non-server error (socket reset, "Connection terminated") means the session is gone.
+      if (out.code === 'CONNECTION_LOST') {
         this.#markBroken(err as Error);
-        if (out.code !== 'CONNECTION_LOST') throw Errors.connectionLost(this.#db, out.message, err);
+        throw out;
+      }
+      if (!(err as PgServerError)?.severity) {
+        // A non-server error (socket reset, "Connection terminated") means the session is gone...
+        if (this.broken || !this.#queryable()) {
+          this.#markBroken(err as Error);
+          throw Errors.connectionLost(this.#db, out.message, err);
+        }
+        // Fix: ...unless pg refused the statement before sending it (a value it cannot serialise,
+        // e.g. a circular object): pg then closes the statement and syncs, and the session is fine.
+        // That used to answer CONNECTION_LOST and throw a healthy connection away.
+        throw new BrokerError('INVALID_ARGUMENT', `the statement was refused before it was sent: ${out.message}`, { database: this.#db });
       }
       throw out;
     }
+  }
+
+  /** False once pg has given up on the session (socket error or end); pg's own flags. */
+  #queryable(): boolean {
+    const c = this.#client as unknown as { _queryable?: boolean; _ending?: boolean };
+    return c._queryable !== false && c._ending !== true;
   }
 
   needsReset(): boolean {
@@ -130,6 +147,8 @@ export class PgDriver implements Driver {
         application_name: 'threadbroker',
         connectionTimeoutMillis: config.connectTimeoutMillis,
         keepAlive: true,
+        // Value types aligned with the MySQL driver (see pg-types.ts).
+        types: pgTypes,
       };
       if (endpoint) return { ...base, ...endpoint() };
       if (config.url !== undefined) return { ...base, connectionString: config.url };

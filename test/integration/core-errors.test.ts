@@ -1,0 +1,225 @@
+/**
+ * Broker core, errors crossing threads (DESIGN.md "Errors", RELIABILITY.md S5): a database error
+ * raised by a worker's statement arrives in the worker as a BrokerError with its code, the
+ * server's sqlState / errno and constraint, and a stack that names the worker's own file; it
+ * carries only whitelisted fields, never the config or the password (a canary).
+ */
+import type { Worker } from 'node:worker_threads';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Broker } from 'threadbroker';
+import type { DriverKind } from '../../src/config/types.js';
+import { BROKER_USER, KINDS, brokerUrlOf, configFor, ph, urlOf } from '../helpers/test-setup.js';
+
+const FIXTURE = new URL('../fixtures/workers/core-errors.mjs', import.meta.url);
+const CANARY = 'canary-Zq7xW3pK9';
+/** A login with a password, for MySQL (PostgreSQL trusts local logins and ignores the password). */
+const SECRET_USER = `${BROKER_USER}_pw`;
+const FIELD_KEYS = ['code', 'sqlState', 'errno', 'driverCode', 'detail', 'hint', 'constraint', 'table', 'column', 'schema', 'position', 'database'];
+
+interface Described {
+  isBrokerError: boolean;
+  isError: boolean;
+  name: string;
+  code: string;
+  message: string;
+  sqlState?: string;
+  errno?: number;
+  constraint?: string;
+  detail?: string;
+  table?: string;
+  stack: string;
+  keys: string[];
+  json: string;
+  inspected: string;
+}
+
+async function adminRun(kind: DriverKind, statements: string[]): Promise<void> {
+  if (kind === 'pg') {
+    const c = new pg.Client({ connectionString: urlOf('pg') });
+    await c.connect();
+    try {
+      for (const s of statements) await c.query(s);
+    } finally {
+      await c.end();
+    }
+  } else {
+    const c = await mysql.createConnection(urlOf('mysql'));
+    try {
+      for (const s of statements) await c.query(s);
+    } finally {
+      await c.end();
+    }
+  }
+}
+
+/** A broker URL whose password is the canary. */
+function secretUrl(kind: DriverKind): string {
+  const u = new URL(brokerUrlOf(kind));
+  if (kind === 'mysql') u.username = SECRET_USER;
+  u.password = CANARY;
+  return u.href;
+}
+
+function runFixture(broker: Broker, sql: string, params: unknown[]): Promise<{ error: Described | null }> {
+  const w: Worker = broker.worker(FIXTURE, { workerData: { sql, params } });
+  return new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+}
+
+for (const kind of KINDS) {
+  describe(`${kind}: errors crossing threads`, () => {
+    let broker: Broker;
+    const p = (i: number): string => ph(kind, i);
+
+    beforeAll(async () => {
+      if (kind === 'pg') {
+        await adminRun(kind, [
+          'drop table if exists core_child, core_parent, core_uniq',
+          'create table core_uniq (id int primary key, email text not null, constraint core_uniq_email unique (email), constraint core_uniq_id_positive check (id > 0))',
+          'create table core_parent (id int primary key)',
+          'create table core_child (id int primary key, pid int not null, constraint core_child_fk foreign key (pid) references core_parent (id))',
+          `grant all on core_uniq, core_parent, core_child to ${BROKER_USER}`,
+          "insert into core_uniq values (1, 'ada@example.org')",
+        ]);
+      } else {
+        await adminRun(kind, [
+          'drop table if exists core_child, core_parent, core_uniq',
+          'create table core_uniq (id int primary key, email varchar(100) not null, constraint core_uniq_email unique (email), constraint core_uniq_id_positive check (id > 0)) engine=innodb',
+          'create table core_parent (id int primary key) engine=innodb',
+          'create table core_child (id int primary key, pid int not null, constraint core_child_fk foreign key (pid) references core_parent (id)) engine=innodb',
+          "insert into core_uniq values (1, 'ada@example.org')",
+          ...['%', 'localhost', '127.0.0.1'].flatMap((h) => [
+            `create or replace user '${SECRET_USER}'@'${h}' identified by '${CANARY}'`,
+            `grant all on test.* to '${SECRET_USER}'@'${h}'`,
+          ]),
+        ]);
+      }
+      broker = await Broker.start(configFor(kind, { url: secretUrl(kind), max: 2 }));
+      // The canary really is the password the broker logs in with.
+      await expect(broker.connect().query('db', 'select 1 as one')).resolves.toMatchObject({ rowCount: 1 });
+    });
+
+    afterAll(async () => {
+      await broker.close();
+      if (kind === 'mysql') await adminRun(kind, ['%', 'localhost', '127.0.0.1'].map((h) => `drop user if exists '${SECRET_USER}'@'${h}'`));
+    });
+
+    function expectClean(e: Described): void {
+      expect(e.isBrokerError).toBe(true);
+      expect(e.isError).toBe(true);
+      expect(e.name).toBe('BrokerError');
+      // The stack is the caller's: it names the worker's file and function, not the port's handler.
+      expect(e.stack).toMatch(/^BrokerError: /);
+      expect(e.stack).toContain('core-errors.mjs');
+      expect(e.stack).toContain('violateUnique');
+      // Whitelisted fields only; no secret anywhere.
+      for (const k of e.keys) expect(FIELD_KEYS).toContain(k);
+      for (const text of [e.message, e.stack, e.json, e.inspected]) {
+        expect(text).not.toContain(CANARY);
+        expect(text).not.toMatch(/password|connectionString|127\.0\.0\.1/i);
+      }
+    }
+
+    it('a unique violation arrives as DATABASE_ERROR with sqlState/errno and the constraint', async () => {
+      const { error } = await runFixture(broker, `insert into core_uniq (id, email) values (${p(1)}, ${p(2)})`, [2, 'ada@example.org']);
+      expect(error).not.toBeNull();
+      const e = error!;
+      expectClean(e);
+      expect(e.code).toBe('DATABASE_ERROR');
+      expect(e.constraint).toBe('core_uniq_email');
+      if (kind === 'pg') {
+        expect(e.sqlState).toBe('23505');
+        expect(e.detail).toBe('Key (email)=(ada@example.org) already exists.');
+        expect(e.table).toBe('core_uniq');
+      } else {
+        expect(e.sqlState).toBe('23000');
+        expect(e.errno).toBe(1062);
+      }
+    });
+
+    it('a primary-key violation names its key', async () => {
+      const { error } = await runFixture(broker, `insert into core_uniq (id, email) values (${p(1)}, ${p(2)})`, [1, 'other@example.org']);
+      const e = error!;
+      expectClean(e);
+      expect(e.code).toBe('DATABASE_ERROR');
+      expect(e.constraint).toBe(kind === 'pg' ? 'core_uniq_pkey' : 'PRIMARY');
+      expect(kind === 'pg' ? e.sqlState : e.errno).toBe(kind === 'pg' ? '23505' : 1062);
+    });
+
+    it('a foreign-key violation names its constraint', async () => {
+      const { error } = await runFixture(broker, `insert into core_child (id, pid) values (${p(1)}, ${p(2)})`, [1, 404]);
+      const e = error!;
+      expectClean(e);
+      expect(e.code).toBe('DATABASE_ERROR');
+      expect(e.constraint).toBe('core_child_fk');
+      if (kind === 'pg') expect(e.sqlState).toBe('23503');
+      else expect(e.errno).toBe(1452);
+    });
+
+    it('a check-constraint violation names its constraint', async () => {
+      const { error } = await runFixture(broker, `insert into core_uniq (id, email) values (${p(1)}, ${p(2)})`, [-1, 'neg@example.org']);
+      const e = error!;
+      expectClean(e);
+      expect(e.code).toBe('DATABASE_ERROR');
+      expect(e.constraint).toBe('core_uniq_id_positive');
+      if (kind === 'pg') expect(e.sqlState).toBe('23514');
+      else expect(e.errno).toBe(4025);
+    });
+
+    it('a syntax error keeps its server fields; nothing of the config goes across', async () => {
+      const { error } = await runFixture(broker, 'selec 1', []);
+      const e = error!;
+      expectClean(e);
+      expect(e.code).toBe('DATABASE_ERROR');
+      expect(e.sqlState).toBe(kind === 'pg' ? '42601' : '42000');
+      if (kind === 'mysql') expect(e.errno).toBe(1064);
+    });
+
+    it('one bad request in a batch fails alone, with INVALID_ARGUMENT, and keeps the connection', async () => {
+      const w: Worker = broker.worker(FIXTURE, {
+        workerData: {
+          mode: 'batch',
+          sql: kind === 'pg' ? 'select $1::text as v' : 'select ? as v',
+          pidSql: kind === 'pg' ? 'select pg_backend_pid() as pid' : 'select connection_id() as pid',
+        },
+      });
+      const out = await new Promise<{ before: number; after: number; results: Record<string, unknown>[] }>((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      const [r1, fn, r3, circular, r5] = out.results;
+      expect([r1, r3, r5]).toEqual([{ ok: '1' }, { ok: '3' }, { ok: '5' }]);
+      // A function cannot cross the port: refused in the worker, with the caller's stack.
+      expect(fn).toMatchObject({ code: 'INVALID_ARGUMENT', isBrokerError: true });
+      expect(fn.stack).toContain('core-errors.mjs');
+      // A circular object: pg cannot serialise it (mysql2 sends its string form). Either way the
+      // session is healthy and is kept.
+      if (kind === 'pg') expect(circular).toMatchObject({ code: 'INVALID_ARGUMENT', isBrokerError: true });
+      else expect(circular).toEqual({ ok: '[object Object]' });
+      expect(out.after).toBe(out.before);
+      expect(broker.stats().databases.db).toMatchObject({ busy: 0, waiting: 0 });
+    });
+
+    it('a broker-side error (unknown server, connect refused) carries no secret either', async () => {
+      const u = new URL(secretUrl(kind));
+      u.port = '1'; // nothing listens there
+      const dead = await Broker.start(configFor(kind, { url: u.href, max: 1, acquireTimeoutMillis: 300, connectTimeoutMillis: 200 }));
+      try {
+        const { error } = await runFixture(dead, 'select 1', []);
+        const e = error!;
+        expect(e.isBrokerError).toBe(true);
+        expect(['ACQUIRE_TIMEOUT', 'CONNECTION_LOST']).toContain(e.code);
+        expect(e.stack).toContain('core-errors.mjs');
+        for (const text of [e.message, e.stack, e.json, e.inspected]) expect(text).not.toContain(CANARY);
+      } finally {
+        await dead.close();
+      }
+      expect(JSON.stringify(broker.config)).not.toContain(CANARY);
+      expect(broker.metrics()).not.toContain(CANARY);
+    });
+  });
+}
