@@ -4,6 +4,7 @@
  * closed (the broker forgets them). Then the user's module runs the task, and its `connect()`
  * finds the port.
  */
+import { pathToFileURL } from 'node:url';
 import type { MessagePort } from 'node:worker_threads';
 
 const WIRE_KEY = 'threadbroker:wiring';
@@ -21,7 +22,10 @@ export default async function run(wrapped: Wrapped): Promise<unknown> {
   const g = globalThis as Record<symbol, unknown>;
   if (g[TASK_PORT_KEY] === undefined) g[TASK_PORT_KEY] = wiring.port;
   else wiring.port.close();
-  const url = wiring.filename.startsWith('file:') ? wiring.filename : new URL(wiring.filename, 'file://').href;
+  // Fix: `new URL(path, 'file://')` resolved a relative filename against the file-system root
+  // ('worker.mjs' -> file:///worker.mjs); Tinypool itself resolves it against the working
+  // directory, as pathToFileURL does.
+  const url = wiring.filename.startsWith('file:') ? wiring.filename : pathToFileURL(wiring.filename).href;
   let mod = modules.get(url);
   if (mod === undefined) {
     mod = import(url) as Promise<Record<string, unknown>>;

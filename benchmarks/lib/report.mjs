@@ -4,7 +4,7 @@
 import { WORKLOAD_TITLES } from './workloads.mjs';
 
 const fmtInt = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US'));
-const fmtUs = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x < 100 ? x.toFixed(1) : Math.round(x).toLocaleString('en-US'));
+const fmtUs = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : Math.abs(x) < 100 ? x.toFixed(1) : Math.round(x).toLocaleString('en-US'));
 const fmtRatio = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`);
 const fmtPct = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : `${Math.round(x * 100)}%`);
 const fmtCores = (x) => (x === null || x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(2));
@@ -27,10 +27,10 @@ function mdTable(header, rows, align) {
 
 /** Prints one driver × workload block as it completes. */
 export function printCell(driver, workload, cells, brokeredIds) {
-  const header = ['config', 'q/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'worker ELU', 'node CPU', 'all CPU', 'errors'];
+  const header = ['config', 'q/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'worker ELU', 'node CPU', 'all CPU', 'other CPU', 'errors'];
   const rows = Object.entries(cells).map(([id, c]) => [
     id, fmtInt(c.throughput), fmtPct(c.spread), ...brokeredIds.map((b) => fmtRatio(c.vsBrokered[b])), fmtUs(c.p50), fmtUs(c.p99), fmtUs(c.mean),
-    fmtPct(c.mainElu), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), String(c.errors + c.wrongRows),
+    fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), fmtCores(c.otherCpu), String(c.errors + c.wrongRows),
   ]);
   console.log(`\n${driver} · ${WORKLOAD_TITLES[workload]}\n${table(header, rows)}`);
   for (const [id, c] of Object.entries(cells)) if (c.firstError) console.log(`  ${id}: first error: ${c.firstError}`);
@@ -43,8 +43,7 @@ function headline(result) {
   for (const [driver, d] of Object.entries(result.drivers)) {
     for (const [w, cells] of Object.entries(d.workloads)) {
       rows.push([driver, WORKLOAD_TITLES[w], ...workers.map((n) => {
-        const pw = cells[`per-worker-${n}`]?.vsBrokered?.[`brokered-${n}`];
-        return pw ? fmtRatio(1 / pw) : '–';
+        return fmtRatio(cells[`per-worker-${n}`]?.brokeredOver?.[`brokered-${n}`]);
       }), ...workers.map((n) => fmtPct(cells[`brokered-${n}`]?.mainElu))]);
     }
   }
@@ -89,7 +88,7 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
     out.push('');
     out.push(`**${driver === 'pg' ? 'PostgreSQL' : 'MariaDB'} ${d.serverVersion}** — throughput is the median over rounds, *±* half the range of the rounds relative to it (the noise); ` +
       `\`× brokered-N\` is the median of the per-round ratios to that configuration; ` +
-      `ELU is the event-loop utilisation of the main thread and the mean of the worker threads; *Node CPU* is this process's CPU time and *all CPU* the whole machine's, in cores (of ${e.cpus})` +
+      `ELU is the event-loop utilisation of the main thread and the mean of the worker threads; *main CPU* the share of wall time the main thread ran on a core and *main wait* the share it was runnable but waiting for one (Linux schedstat); *Node CPU* is this process's CPU time, *all CPU* the whole machine's and *other CPU* that of other tenants of the machine, in cores (of ${e.cpus})` +
       (d.ceilingTool ? `; *ceiling* is \`${d.ceilingTool}\` at ${s.max} connections.` : `; no ceiling (${d.ceilingSkipped}).`));
     out.push('');
     const brokeredIds = s.workers.map((n) => `brokered-${n}`);
@@ -97,10 +96,10 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
     for (const [w, cells] of Object.entries(d.workloads)) {
       for (const [id, c] of Object.entries(cells)) {
         rows.push([WORKLOAD_TITLES[w], id, fmtInt(c.throughput), fmtPct(c.spread), ...brokeredIds.map((b) => fmtRatio(c.vsBrokered[b])), fmtUs(c.p50), fmtUs(c.p99), fmtUs(c.mean),
-          fmtPct(c.mainElu), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), String(c.errors + c.wrongRows)]);
+          fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), fmtCores(c.otherCpu), String(c.errors + c.wrongRows)]);
       }
     }
-    out.push(mdTable(['workload', 'configuration', 'queries/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'worker ELU', 'Node CPU', 'all CPU', 'errors'], rows));
+    out.push(mdTable(['workload', 'configuration', 'queries/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'worker ELU', 'Node CPU', 'all CPU', 'other CPU', 'errors'], rows));
   }
   const hopRows = [];
   const rsvRows = [];
@@ -158,7 +157,7 @@ export function chartSvg(result) {
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="11">`);
   parts.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
   parts.push(`<text x="12" y="20" font-size="15" font-weight="bold">threadbroker: throughput per configuration (queries/s, median of ${result.settings.rounds} rounds)</text>`);
-  parts.push(`<text x="12" y="38" fill="#444">${esc(`${result.mode} run ${result.startedAt.slice(0, 16).replace('T', ' ')} UTC · ${result.settings.callers} callers · max ${result.settings.max} connections · ${result.environment.cpus} cores · ratio = × brokered with the same workers`)}</text>`);
+  parts.push(`<text x="12" y="38" fill="#444">${esc(`${result.mode} run ${result.startedAt.slice(0, 16).replace('T', ' ')} UTC · ${result.settings.callers} callers · max ${result.settings.max} connections · ${result.environment.cpus} cores · B÷P = brokered ÷ per-worker pools, same workers (median of per-round ratios)`)}</text>`);
   let lx = 12;
   for (const [k, c] of Object.entries(COLORS)) {
     parts.push(`<rect x="${lx}" y="${H - 20}" width="10" height="10" fill="${c}"/><text x="${lx + 14}" y="${H - 11}">${k}</text>`);
@@ -191,9 +190,9 @@ export function chartSvg(result) {
         if (cut) parts.push(`<path d="M${bx - 2} ${base - h + 8} l${bw + 4} -6 M${bx - 2} ${base - h + 13} l${bw + 4} -6" stroke="#fff" stroke-width="2"/>`);
         parts.push(`<text x="${bx + bw / 2}" y="${base - h - 4}" text-anchor="middle">${fmtK(v)}</text>`);
         const m = /^(brokered|per-worker)-(\d+)$/.exec(id);
-        const ratio = m ? c.vsBrokered?.[`brokered-${m[2]}`] : undefined;
+        const ratio = m ? c.brokeredOver?.[`brokered-${m[2]}`] : undefined;
         if (m && m[1] === 'per-worker' && Number.isFinite(ratio)) {
-          parts.push(`<text x="${bx + bw / 2}" y="${base + 26}" text-anchor="middle" fill="#444">${(1 / ratio).toFixed(2)}× b/p</text>`);
+          parts.push(`<text x="${bx + bw / 2}" y="${base + 26}" text-anchor="middle" fill="#444">${ratio.toFixed(2)}× B÷P</text>`);
         }
         const label = id.replace('brokered-', 'broker ').replace('per-worker-', 'per-w ').replace('main-only', 'main').replace('ceiling', 'server');
         parts.push(`<text x="${bx + bw / 2}" y="${base + 13}" text-anchor="middle">${esc(label)}</text>`);

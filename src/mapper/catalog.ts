@@ -8,7 +8,13 @@ import type { ColumnType } from '../config/types.js';
 import type { QueryResult } from '../client/result.js';
 import { dialectOf, type DialectKind, type SqlDialect } from './sql-dialect.js';
 
-/** One column as the catalog describes it. */
+/**
+ * One column as the catalog describes it.
+ *
+ * ```ts
+ * const col: CatalogColumn = { sqlType: 'tinyint(1)', type: 'boolean', nullable: true };
+ * ```
+ */
 export interface CatalogColumn {
   /** The SQL type as the catalog spells it (`integer`, `bigint(20) unsigned`, `tinyint(1)` …). */
   sqlType: string;
@@ -18,7 +24,14 @@ export interface CatalogColumn {
   nullable: boolean;
 }
 
-/** One table: its columns in order and its primary key columns. */
+/**
+ * One table: its columns in order and its primary key columns.
+ *
+ * ```ts
+ * const t = (await readCatalog(db, 'main')).main.users;
+ * t.primaryKey; // ['id']
+ * ```
+ */
 export interface CatalogTable {
   columns: Record<string, CatalogColumn>;
   primaryKey: string[];
@@ -34,7 +47,13 @@ export interface CatalogTable {
  */
 export type Catalog = Record<string, Record<string, CatalogTable>>;
 
-/** The part of a client catalog reading needs. */
+/**
+ * The part of a client catalog reading needs: a `Db` is one.
+ *
+ * ```ts
+ * const source: CatalogSource = await connect();
+ * ```
+ */
 export interface CatalogSource {
   query<R = Record<string, unknown>>(database: string, sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
 }
@@ -68,7 +87,13 @@ export function columnTypeOf(sqlType: string): ColumnType | undefined {
   return undefined;
 }
 
-/** Finds the kind behind a configured database: both kinds answer `version()`. */
+/**
+ * Finds the kind behind a configured database: both kinds answer `version()`.
+ *
+ * ```ts
+ * await kindOf(db, 'legacy'); // 'mysql'
+ * ```
+ */
 export async function kindOf(db: CatalogSource, database: string): Promise<DialectKind> {
   const r = await db.query<{ v: unknown }>(database, 'SELECT version() AS v');
   return /postgres/i.test(String(r.rows[0]?.v ?? '')) ? 'pg' : 'mysql';
@@ -95,7 +120,13 @@ export async function readCatalog(db: CatalogSource, database: string, tables?: 
   return (await readCatalogAndKind(db, database, tables)).catalog;
 }
 
-/** {@link readCatalog}, also telling the database's kind. */
+/**
+ * {@link readCatalog}, also telling the database's kind.
+ *
+ * ```ts
+ * const { catalog, kind } = await readCatalogAndKind(db, 'main');
+ * ```
+ */
 export async function readCatalogAndKind(db: CatalogSource, database: string, tables?: readonly string[]): Promise<{ catalog: Catalog; kind: DialectKind }> {
   const d = dialectOf(await kindOf(db, database));
   // MySQL spells the full type (with length and unsigned) in column_type; PostgreSQL in data_type.

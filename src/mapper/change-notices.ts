@@ -35,10 +35,22 @@ export interface ChangeNotice {
   kind: 'insert' | 'update' | 'delete';
 }
 
-/** A listener of {@link ChangeNotice}s. */
+/**
+ * A listener of {@link ChangeNotice}s.
+ *
+ * ```ts
+ * const log: ChangeListener = (n) => console.log(n.class, n.key, n.kind);
+ * ```
+ */
 export type ChangeListener = (notice: ChangeNotice) => void;
 
-/** The channel name shared by every thread wired to broker `brokerId`. */
+/**
+ * The channel name shared by every thread wired to broker `brokerId`.
+ *
+ * ```ts
+ * new BroadcastChannel(channelName(env.brokerId)); // what ChangeNotices listens on
+ * ```
+ */
 export function channelName(brokerId: string): string {
   return `threadbroker:changes:${brokerId}`;
 }
@@ -52,6 +64,12 @@ function isNotice(v: unknown): v is ChangeNotice {
  * This thread's end of the notice channel of one broker. Posting uses one channel object and
  * listening another, so listeners in the writing thread hear its own notices through the same
  * path as every other thread. Both are unref'd: notices never keep a thread alive.
+ *
+ * ```ts
+ * const hub = new ChangeNotices(env.brokerId);
+ * const stop = hub.subscribe('User', (n) => cache.delete(n.key));
+ * hub.publish([{ class: 'User', key: 1, version: 2, kind: 'update' }]);
+ * ```
  */
 export class ChangeNotices {
   readonly #name: string;

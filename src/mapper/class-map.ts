@@ -10,7 +10,13 @@ import type { ClassInfo } from '../transport/protocol.js';
 import { attributeProblem, identifierProblem } from '../util/identifiers.js';
 import { dialectOf, type DialectKind, type SqlDialect } from './sql-dialect.js';
 
-/** The column types the config may declare. */
+/**
+ * The column types the config may declare.
+ *
+ * ```ts
+ * COLUMN_TYPES.includes('json'); // true
+ * ```
+ */
 export const COLUMN_TYPES: readonly ColumnType[] = Object.freeze(['integer', 'bigint', 'numeric', 'float', 'boolean', 'text', 'date', 'timestamp', 'json', 'bytes']);
 
 /**
@@ -55,6 +61,10 @@ function invalid(cls: string, what: string, why: string): never {
 /**
  * Resolves one class for a database kind. Re-checks the identifier rules (the config loader
  * already did) so that nothing unchecked can ever reach SQL text.
+ *
+ * ```ts
+ * const map = buildClassMap(env.classes.User, env.kinds[env.databases.indexOf('main')]);
+ * ```
  * @throws BrokerError `IDENTIFIER_INVALID`
  */
 export function buildClassMap(info: ClassInfo, kind: DialectKind): ClassMap {

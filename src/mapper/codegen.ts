@@ -10,7 +10,13 @@ import { Errors } from '../errors.js';
 import { attributeProblem, IDENTIFIER_PATTERN, identifierProblem } from '../util/identifiers.js';
 import { readCatalogAndKind, type Catalog, type CatalogSource, type CatalogTable } from './catalog.js';
 
-/** A class as the config's `classes` section writes it (list or map of attributes). */
+/**
+ * A class as the config's `classes` section writes it (list or map of attributes).
+ *
+ * ```ts
+ * const c: ClassSection = { database: 'main', table: 'users', key: 'id', attributes: ['id', 'name'] };
+ * ```
+ */
 export interface ClassSection {
   database: string;
   table: string;
@@ -20,7 +26,13 @@ export interface ClassSection {
   types?: Readonly<Record<string, ColumnType>>;
 }
 
-/** The TypeScript type of each column type: what the mapper hands out (see the README's type table). */
+/**
+ * The TypeScript type of each column type: what the mapper hands out (see the README's type table).
+ *
+ * ```ts
+ * TS_TYPES.bigint; // 'number | bigint'
+ * ```
+ */
 export const TS_TYPES: Readonly<Record<ColumnType, string>> = Object.freeze({
   integer: 'number',
   bigint: 'number | bigint',
@@ -85,7 +97,13 @@ export function generateTypes(config: { readonly classes?: Readonly<Record<strin
   return out.join('\n');
 }
 
-/** Options of {@link introspect}. */
+/**
+ * Options of {@link introspect}.
+ *
+ * ```ts
+ * await introspect(db, 'main', { tables: ['users'], camelCase: true });
+ * ```
+ */
 export interface IntrospectOptions {
   /** Only these tables (default: every table of the connection's schema). */
   tables?: readonly string[];
@@ -93,7 +111,13 @@ export interface IntrospectOptions {
   camelCase?: boolean;
 }
 
-/** What {@link introspect} found. */
+/**
+ * What {@link introspect} found.
+ *
+ * ```ts
+ * const { classes, skipped, json5 } = await introspect(db, 'main');
+ * ```
+ */
 export interface Introspection {
   /** The `classes` section, by class name. */
   classes: Record<string, ClassSection>;

@@ -13,7 +13,13 @@ import { ChangeNotices } from './change-notices.js';
 import { Model, type ModelContext } from './model.js';
 import type { UnitOfWork } from './unit-of-work.js';
 
-/** The part of a client the mapper uses. */
+/**
+ * The part of a client the mapper uses: a `Db` is one.
+ *
+ * ```ts
+ * const host: ModelHost = db;
+ * ```
+ */
 export interface ModelHost {
   database(name: string): DatabaseHandle;
 }

@@ -8,7 +8,13 @@ import type { Db } from '../client/db.js';
 import { BrokerError, FIELD_KEYS, type ErrorCode } from '../errors.js';
 import { isPlainObject } from './values.js';
 
-/** The operations a mapper task may name. */
+/**
+ * The operations a mapper task may name.
+ *
+ * ```ts
+ * const op: MapperOp = 'find';
+ * ```
+ */
 export type MapperOp = 'get' | 'find' | 'count' | 'insert' | 'update' | 'save' | 'delete';
 
 /**
@@ -30,7 +36,13 @@ export interface MapperTask {
   token?: string;
 }
 
-/** Where the mapper worker entry is: `broker.piscina({ filename: MAPPER_WORKER_URL })`. */
+/**
+ * Where the mapper worker entry is (a `file:` URL of `dist/workers/mapper-worker.js`).
+ *
+ * ```ts
+ * const pool = broker.piscina({ filename: MAPPER_WORKER_URL, maxThreads: 4 });
+ * ```
+ */
 export const MAPPER_WORKER_URL: string = new URL('../../workers/mapper-worker.js', import.meta.url).href;
 
 const OPS: ReadonlyMap<string, number> = new Map<MapperOp, number>([

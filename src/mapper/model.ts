@@ -20,7 +20,13 @@ interface Runner {
   query(sql: string, params?: readonly unknown[]): Promise<QueryResult<Record<string, unknown>>>;
 }
 
-/** @internal What the models of one client share. */
+/**
+ * @internal What the models of one client share.
+ *
+ * ```ts
+ * new Model(ctx, buildClassMap(info, 'pg')); // what modelOf does
+ * ```
+ */
 export interface ModelContext {
   readonly notices: ChangeNotices;
   readonly units: WeakMap<Reservation, UnitOfWork>;

@@ -9,13 +9,25 @@ import type { ClassMap } from './class-map.js';
 import { attributeKeys, showName, toKeyParam, toParam } from './values.js';
 import { buildWhere } from './where.js';
 
-/** SQL text and its bound values. */
+/**
+ * SQL text and its bound values.
+ *
+ * ```ts
+ * const { sql, params } = selectByKey(map, 1); // 'SELECT … WHERE "id" = $1', [1]
+ * ```
+ */
 export interface Statement {
   sql: string;
   params: unknown[];
 }
 
-/** Sort order: an attribute (ascending), or `{ attr: 'asc' | 'desc' }`, or a list of those. */
+/**
+ * Sort order: an attribute (ascending), or `{ attr: 'asc' | 'desc' }`, or a list of those.
+ *
+ * ```ts
+ * const order: OrderBy<User> = ['name', { id: 'desc' }];
+ * ```
+ */
 export type OrderBy<T> = (keyof T & string) | { [K in keyof T]?: 'asc' | 'desc' } | readonly ((keyof T & string) | { [K in keyof T]?: 'asc' | 'desc' })[];
 
 /**
@@ -60,13 +72,25 @@ function orderBy(map: ClassMap, spec: unknown): string {
   return parts.length === 0 ? '' : ` ORDER BY ${parts.join(', ')}`;
 }
 
-/** `SELECT … WHERE key = ?` */
+/**
+ * `SELECT … WHERE key = ?`
+ *
+ * ```ts
+ * selectByKey(map, 42).params; // [42]
+ * ```
+ */
 export function selectByKey(map: ClassMap, key: unknown): Statement {
   const params = [toKeyParam(map, key)];
   return { sql: `SELECT ${map.selectList} FROM ${map.qtable} WHERE ${map.qcolumn.get(map.key)} = ${map.dialect.placeholder(1)}`, params };
 }
 
-/** `SELECT … [WHERE …] [ORDER BY …] [LIMIT … OFFSET …]` */
+/**
+ * `SELECT … [WHERE …] [ORDER BY …] [LIMIT … OFFSET …]`
+ *
+ * ```ts
+ * selectWhere(map, { name: 'Ada' }, { orderBy: 'id', limit: 10 });
+ * ```
+ */
 export function selectWhere(map: ClassMap, where: unknown, opts: FindOptions<unknown> = {}): Statement {
   if (opts === null || typeof opts !== 'object') throw Errors.invalidArgument('find options must be an object');
   const params: unknown[] = [];
@@ -85,13 +109,25 @@ export function selectWhere(map: ClassMap, where: unknown, opts: FindOptions<unk
   return { sql, params };
 }
 
-/** `SELECT COUNT(*) AS n … [WHERE …]` */
+/**
+ * `SELECT COUNT(*) AS n … [WHERE …]`
+ *
+ * ```ts
+ * countWhere(map, { email: null }).sql; // 'SELECT COUNT(*) AS n FROM "users" WHERE "email" IS NULL'
+ * ```
+ */
 export function countWhere(map: ClassMap, where: unknown): Statement {
   const params: unknown[] = [];
   return { sql: `SELECT COUNT(*) AS n FROM ${map.qtable}${buildWhere(map, where, params)}`, params };
 }
 
-/** The version after `v`: numbers stay numbers while exact, then become bigints. */
+/**
+ * The version after `v`: numbers stay numbers while exact, then become bigints.
+ *
+ * ```ts
+ * nextVersion(map, 3); // 4
+ * ```
+ */
 export function nextVersion(map: ClassMap, v: unknown): number | bigint {
   if (typeof v === 'number' && Number.isSafeInteger(v)) return Number.isSafeInteger(v + 1) ? v + 1 : BigInt(v) + 1n;
   if (typeof v === 'bigint') return v + 1n;
@@ -102,6 +138,10 @@ export function nextVersion(map: ClassMap, v: unknown): number | bigint {
 /**
  * `INSERT INTO … (…) VALUES (…)`, with `RETURNING` where the dialect has it. A versioned class
  * starts at version 1 unless the object gives one.
+ *
+ * ```ts
+ * insertRow(map, { name: 'Ada' }).sql; // 'INSERT INTO "users" ("full_name", "version") VALUES ($1, $2) RETURNING …'
+ * ```
  */
 export function insertRow(map: ClassMap, obj: unknown): Statement & { values: Record<string, unknown> } {
   const keys = attributeKeys(map, obj, 'the object to insert');
@@ -128,6 +168,10 @@ export function insertRow(map: ClassMap, obj: unknown): Statement & { values: Re
 /**
  * `UPDATE … SET … WHERE key = ? [AND version = ?]`: sets the attributes the object has (except
  * the key) and, for a versioned class, checks the object's version and bumps it.
+ *
+ * ```ts
+ * updateRow(map, { id: 1, name: 'B', version: 3 }).sql; // '… SET "full_name" = $1, "version" = $2 WHERE "id" = $3 AND "version" = $4'
+ * ```
  */
 export function updateRow(map: ClassMap, obj: unknown): Statement & { key: unknown; version: number | bigint | undefined } {
   const keys = attributeKeys(map, obj, 'the object to update');
@@ -163,7 +207,13 @@ export function updateRow(map: ClassMap, obj: unknown): Statement & { key: unkno
   return { sql, params, key, version };
 }
 
-/** `DELETE FROM … WHERE key = ? [AND version = ?]` */
+/**
+ * `DELETE FROM … WHERE key = ? [AND version = ?]`
+ *
+ * ```ts
+ * deleteRow(map, 1, 7).params; // [1, 7]
+ * ```
+ */
 export function deleteRow(map: ClassMap, key: unknown, version: unknown): Statement {
   const params: unknown[] = [toKeyParam(map, key)];
   let sql = `DELETE FROM ${map.qtable} WHERE ${map.qcolumn.get(map.key)} = ${map.dialect.placeholder(1)}`;

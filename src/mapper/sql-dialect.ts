@@ -5,7 +5,13 @@
  * @module
  */
 
-/** The database kinds the mapper speaks. */
+/**
+ * The database kinds the mapper speaks.
+ *
+ * ```ts
+ * const kind: DialectKind = env.kinds[0];
+ * ```
+ */
 export type DialectKind = 'pg' | 'mysql';
 
 /**

@@ -15,7 +15,14 @@ import { IdentityMap } from './identity-map.js';
 
 type TxState = 'unknown' | 'open' | 'closed';
 
-/** The identity map and pending notices of one reservation, as seen from this thread. */
+/**
+ * The identity map and pending notices of one reservation, as seen from this thread.
+ *
+ * ```ts
+ * const uow = unitOf(units, r, notices);
+ * uow.record({ class: 'User', key: 1, version: 2, kind: 'update' }); // sent at r.commit()
+ * ```
+ */
 export class UnitOfWork {
   /** One instance per row while the reservation lives. */
   readonly identity = new IdentityMap();

@@ -11,7 +11,13 @@ import { Errors } from '../errors.js';
 import { FORBIDDEN_ATTRIBUTES } from '../util/identifiers.js';
 import type { ClassMap } from './class-map.js';
 
-/** A primary key value. */
+/**
+ * A primary key value.
+ *
+ * ```ts
+ * const key: KeyValue = 42n;
+ * ```
+ */
 export type KeyValue = string | number | bigint;
 
 const INT_TEXT = /^-?\d{1,40}$/;
@@ -21,7 +27,13 @@ const DATE_TEXT = /^\d{4}-\d{2}-\d{2}$/;
 // eslint-disable-next-line no-control-regex
 const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
 
-/** A user-supplied name fit for an error message: quoted, cut, control characters escaped. */
+/**
+ * A user-supplied name fit for an error message: quoted, cut, control characters escaped.
+ *
+ * ```ts
+ * showName('a\u0000b'); // '"a\\u0000b"'
+ * ```
+ */
 export function showName(name: string): string {
   const cut = name.length > 60 ? `${name.slice(0, 60)}…` : name;
   return `"${cut.replace(/["\\]/g, (c) => `\\${c}`).replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
@@ -39,7 +51,13 @@ function bad(cls: string, attr: string, expected: string, v: unknown): never {
   throw Errors.invalidArgument(`${cls}.${attr} must be ${expected}, not ${describe(v)}`);
 }
 
-/** True for a plain object (`{}` or `Object.create(null)`), the only shape accepted as a record. */
+/**
+ * True for a plain object (`{}` or `Object.create(null)`), the only shape accepted as a record.
+ *
+ * ```ts
+ * isPlainObject(new Date()); // false
+ * ```
+ */
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v) as unknown;
@@ -49,6 +67,10 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 /**
  * The own keys of a record argument, each checked to be an attribute of the class: no mass
  * assignment of unknown keys, no `__proto__`/`constructor`.
+ *
+ * ```ts
+ * attributeKeys(map, { name: 'Ada' }, 'the object to insert'); // ['name']
+ * ```
  * @throws BrokerError `INVALID_ARGUMENT`
  */
 export function attributeKeys(map: ClassMap, obj: unknown, what: string): string[] {
@@ -121,6 +143,10 @@ const WRITERS: Record<ColumnType, (cls: string, attr: string, v: unknown) => unk
 
 /**
  * A value of `attr` as a bound parameter. `null` stays NULL; a declared type is enforced.
+ *
+ * ```ts
+ * toParam(map, 'data', { a: 1 }); // '{"a":1}' for a json attribute
+ * ```
  * @throws BrokerError `INVALID_ARGUMENT`
  */
 export function toParam(map: ClassMap, attr: string, v: unknown): unknown {
@@ -131,6 +157,10 @@ export function toParam(map: ClassMap, attr: string, v: unknown): unknown {
 
 /**
  * A key value as given to `get`/`delete`, checked like a value of the key attribute.
+ *
+ * ```ts
+ * toKeyParam(map, 42); // 42
+ * ```
  * @throws BrokerError `INVALID_ARGUMENT`
  */
 export function toKeyParam(map: ClassMap, key: unknown): unknown {
@@ -140,7 +170,14 @@ export function toKeyParam(map: ClassMap, key: unknown): unknown {
   return toParam(map, map.key, key);
 }
 
-/** The identity of a key value: 1, 1n and '1' of an integer key are the same row. */
+/**
+ * The identity of a key value in an identity map: `1` and `1n` are the same entry; text keys
+ * stay apart from numbers (a row read back carries the database's own key value).
+ *
+ * ```ts
+ * keyId(1) === keyId(1n); // true
+ * ```
+ */
 export function keyId(key: unknown): string {
   return typeof key === 'number' || typeof key === 'bigint' ? `n${String(key)}` : `s${String(key)}`;
 }
@@ -174,6 +211,10 @@ const READERS: Partial<Record<ColumnType, (v: unknown) => unknown>> = {
 /**
  * Turns a result row (keyed by attribute, see `ClassMap.selectList`) into an object of the
  * class, in place: typed attributes get their JavaScript type.
+ *
+ * ```ts
+ * fromRow<User>(map, { id: 1, data: '{"a":1}' }).data; // { a: 1 }
+ * ```
  */
 export function fromRow<T>(map: ClassMap, row: Record<string, unknown>): T {
   for (const [attr, t] of map.types) {

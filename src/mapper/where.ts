@@ -56,7 +56,13 @@ export interface Condition<V> {
  */
 export type Where<T> = { [K in keyof T]?: T[K] | null | readonly T[K][] | Condition<T[K]> };
 
-/** Longest IN list accepted (PostgreSQL allows 65535 bound values per statement). */
+/**
+ * Longest IN list accepted (PostgreSQL allows 65535 bound values per statement).
+ *
+ * ```ts
+ * if (ids.length > MAX_LIST) for (const part of chunks(ids, MAX_LIST)) await users.find({ id: part });
+ * ```
+ */
 export const MAX_LIST = 10_000;
 
 const COMPARE: Record<string, string> = { eq: '=', ne: '<>', gt: '>', gte: '>=', lt: '<', lte: '<=', like: 'LIKE' };
@@ -87,6 +93,11 @@ function compare(map: ClassMap, attr: string, op: string, v: unknown, params: un
 
 /**
  * Compiles `where` into ` WHERE …` (or `''` for no condition), appending its values to `params`.
+ *
+ * ```ts
+ * const params: unknown[] = [];
+ * buildWhere(map, { age: { gt: 3 } }, params); // ' WHERE "age" > $1', params = [3]
+ * ```
  * @throws BrokerError `INVALID_ARGUMENT` for unknown keys or operators and for bad values
  */
 export function buildWhere(map: ClassMap, where: unknown, params: unknown[]): string {

@@ -48,7 +48,7 @@ export interface TypeRow {
 export function itemDdl(kind: DriverKind, table: string): string {
   return kind === 'pg'
     ? `create table ${table} (id serial primary key, name text not null, qty integer, note text, version integer not null default 1)`
-    : `create table ${table} (id int auto_increment primary key, name varchar(200) not null, qty int, note text, version int not null default 1)`;
+    : `create table ${table} (id int auto_increment primary key, name varchar(200) not null, qty int, note longtext, version int not null default 1)`;
 }
 
 /** An unversioned class `Tag` keyed by text: id, label. */

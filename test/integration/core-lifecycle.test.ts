@@ -19,6 +19,7 @@ import { BROKER_USER, KINDS, configFor, ph, serverCountSql, urlOf } from '../hel
 
 const COMMANDER = new URL('../fixtures/workers/core-commander.mjs', import.meta.url);
 const CHILD = fileURLToPath(new URL('../fixtures/workers/core-close-child.mjs', import.meta.url));
+const CHILD_POOLS = fileURLToPath(new URL('../fixtures/workers/core-close-child-pools.mjs', import.meta.url));
 
 // ---- helpers (the same as in core-pool.test.ts) ----
 
@@ -406,9 +407,13 @@ for (const kind of KINDS) {
       await expect(r.query('select 1')).rejects.toBeInstanceOf(BrokerError);
     });
 
-    it('a child process that starts a broker, queries and closes exits on its own', async () => {
+    it.each([
+      ['main thread, plain worker, comlink module and an open reservation', CHILD, []],
+      ['piscina and tinypool pools the program never destroys', CHILD_POOLS, []],
+      ['piscina and tinypool pools destroyed after close()', CHILD_POOLS, ['destroy']],
+    ])('a child process that starts a broker, queries (%s) and closes exits on its own', async (_what, file, extra) => {
       const config = configFor(kind, { max: 2 });
-      const child = spawn(process.execPath, [CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [file, JSON.stringify(config), ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -428,7 +433,7 @@ for (const kind of KINDS) {
       expect({ code, err }).toEqual({ code: 0, err: '' });
       expect(out).toContain('closed');
       await waitFor('no broker sessions on the server', async () => (await sessions()) === 0, 2_000);
-      console.log(`[core-lifecycle] ${kind}: child process started, queried, closed and exited in ${took.toFixed(0)} ms`);
+      console.log(`[core-lifecycle] ${kind}: child process (${_what}) exited on its own ${took.toFixed(0)} ms after start`);
     });
   });
 }

@@ -4,6 +4,8 @@
  * server-side session count during the run; it must never exceed 4, the pool must never have
  * opened more than 4 connections, and every query must get its own parameter back.
  */
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Broker } from 'threadbroker';
@@ -120,6 +122,19 @@ for (const kind of KINDS) {
         await check((ts) => Promise.all(ts.map((t) => pool.run(t) as Promise<Summary>)));
       } finally {
         await pool.destroy();
+      }
+    });
+
+    it('tinypool takes a file path, relative (to the working directory) or absolute, as Tinypool does', async () => {
+      const abs = fileURLToPath(TASK);
+      for (const filename of [abs, relative(process.cwd(), abs), `./${relative(process.cwd(), abs)}`]) {
+        const pool = broker.tinypool({ filename, minThreads: 1, maxThreads: 1 });
+        try {
+          const out = (await pool.run({ kind, base: 7, n: 3 })) as Summary;
+          expect(out).toMatchObject({ wrong: 0, answered: 3 });
+        } finally {
+          await pool.destroy();
+        }
       }
     });
 

@@ -228,7 +228,7 @@ for (const kind of KINDS) {
       console.log(`[core-pool] ${kind}: ACQUIRE_TIMEOUT at T=${T}ms after ${elapsed.map((e) => e.toFixed(1)).join(', ')} ms (overshoot max ${(Math.max(...elapsed) - T).toFixed(1)} ms)`);
       for (const e of elapsed) {
         expect(e).toBeGreaterThanOrEqual(T);
-        expect(e).toBeLessThanOrEqual(T + 100);
+        expect(e).toBeLessThanOrEqual(T + 150);
       }
       // The held statements still complete once the gate opens, and nothing leaked.
       await gate.open();
@@ -330,7 +330,7 @@ for (const kind of KINDS) {
       await waitFor('idle connections closed', () => broker!.stats().databases.db.open === 0, 5_000);
       const dropped = Date.now() - opened;
       expect(dropped).toBeGreaterThanOrEqual(IDLE);
-      expect(dropped).toBeLessThanOrEqual(IDLE + 1_000);
+      expect(dropped).toBeLessThanOrEqual(IDLE + 500);
       await waitFor('sessions gone on the server', async () => (await admin.scalar(serverCountSql(kind))) === 0, 5_000);
       // The pool opens again on demand.
       await expect(broker.connect().query('db', 'select 1 as one')).resolves.toMatchObject({ rowCount: 1 });
@@ -354,7 +354,7 @@ for (const kind of KINDS) {
       const changedAt = Date.now() - t0;
       expect(pid).not.toBe(first);
       expect(changedAt).toBeGreaterThanOrEqual(LIFE * 0.975);
-      expect(changedAt).toBeLessThanOrEqual(LIFE + 1_500);
+      expect(changedAt).toBeLessThanOrEqual(LIFE + 300);
       const gone = kind === 'pg' ? 'select count(*)::int from pg_stat_activity where pid = $1' : 'select count(*) from information_schema.processlist where id = ?';
       await waitFor('retired session gone on the server', async () => (await admin.scalar(gone, [first])) === 0, 5_000);
       // Busy past its lifetime: never cut short, retired when it comes back.

@@ -12,7 +12,13 @@
  * @module
  */
 
-/** mysql2 connection options for the types above. */
+/**
+ * mysql2 connection options for the types above.
+ *
+ * ```ts
+ * mysql.createConnection({ ...MYSQL_TYPE_OPTIONS, host, user });
+ * ```
+ */
 export const MYSQL_TYPE_OPTIONS: Readonly<Record<string, unknown>> = Object.freeze({
   supportBigNumbers: true,
   bigNumberStrings: false,
@@ -24,7 +30,13 @@ export const MYSQL_TYPE_OPTIONS: Readonly<Record<string, unknown>> = Object.free
   stringifyObjects: true,
 });
 
-/** Run once on every new connection, so TIMESTAMP columns are read and written in UTC. */
+/**
+ * Run once on every new connection, so TIMESTAMP columns are read and written in UTC.
+ *
+ * ```ts
+ * conn.query({ sql: MYSQL_SESSION_SQL }, cb);
+ * ```
+ */
 export const MYSQL_SESSION_SQL = "SET time_zone = '+00:00'";
 
 /** The structural subset of a mysql2 column definition we read. */
@@ -40,6 +52,10 @@ const TYPE_LONGLONG = 8;
 /**
  * Applies the two rules mysql2 has no option for, in place: BIGINT text past 2^53 becomes a
  * bigint, TINYINT(1) becomes a boolean. Touches only the columns of those types.
+ *
+ * ```ts
+ * normalizeRows(rows, fields); // [['9007199254740993', 1]] -> [[9007199254740993n, true]]
+ * ```
  */
 export function normalizeRows(rows: unknown[][], fields: readonly ColumnDef[]): void {
   if (rows.length === 0) return;

@@ -21,7 +21,13 @@ const TIMESTAMPTZ = 1184;
 
 const text = (s: string): string => s;
 
-/** The integer text as a number when exact, else a bigint. */
+/**
+ * The integer text as a number when exact, else a bigint.
+ *
+ * ```ts
+ * parseInt8('9007199254740993'); // 9007199254740993n
+ * ```
+ */
 export function parseInt8(s: string): number | bigint {
   const n = Number(s);
   return Number.isSafeInteger(n) ? n : BigInt(s);
@@ -29,7 +35,13 @@ export function parseInt8(s: string): number | bigint {
 
 const parseTimestamptz = pg.types.getTypeParser(TIMESTAMPTZ, 'text') as (s: string) => Date | number;
 
-/** A `timestamp without time zone` as the UTC instant of its wall-clock reading. */
+/**
+ * A `timestamp without time zone` as the UTC instant of its wall-clock reading.
+ *
+ * ```ts
+ * parseTimestampUtc('2024-01-02 03:04:05'); // 2024-01-02T03:04:05.000Z
+ * ```
+ */
 export function parseTimestampUtc(s: string): Date | number {
   if (s === 'infinity' || s === '-infinity') return parseTimestamptz(s);
   // The offset goes before a trailing era marker: '0044-03-15 12:00:00+00 BC'.
@@ -44,7 +56,13 @@ const OVERRIDES = new Map<number, (s: string) => unknown>([
   [JSONB, text],
 ]);
 
-/** The `types` option of every broker-owned `pg.Client`. */
+/**
+ * The `types` option of every broker-owned `pg.Client`.
+ *
+ * ```ts
+ * new pg.Client({ connectionString, types: pgTypes });
+ * ```
+ */
 export const pgTypes = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
     if (format !== 'binary') {
@@ -58,6 +76,10 @@ export const pgTypes = {
 /**
  * Dates are sent as UTC ISO text, so a `timestamp` column stores the UTC wall clock whatever the
  * process's time zone (pg's own formatting uses local time). Copies the array only when needed.
+ *
+ * ```ts
+ * client.query({ text, values: utcDateParams(params) });
+ * ```
  */
 export function utcDateParams(params: readonly unknown[] | undefined): unknown[] | undefined {
   if (params === undefined) return undefined;
