@@ -25,6 +25,21 @@ function mdTable(header, rows, align) {
   return [`| ${header.join(' | ')} |`, `| ${a.join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
+/** CPU microseconds per query of the main thread and of the whole Node process: medians over rounds. */
+export function perQuery(c) {
+  const med = (xs) => {
+    const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    if (v.length === 0) return null;
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  };
+  const rounds = c.rounds ?? [];
+  return {
+    main: med(rounds.map((r) => (r.mainCpu ?? NaN) / r.throughput * 1e6)),
+    node: med(rounds.map((r) => (r.procCpu ?? NaN) / r.throughput * 1e6)),
+  };
+}
+
 /** Prints one driver × workload block as it completes. */
 export function printCell(driver, workload, cells, brokeredIds) {
   const header = ['config', 'q/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'worker ELU', 'node CPU', 'all CPU', 'other CPU', 'errors'];
@@ -85,21 +100,30 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
   const h = headline(result);
   out.push(mdTable(h.header, h.rows));
   for (const [driver, d] of Object.entries(result.drivers)) {
-    out.push('');
-    out.push(`**${driver === 'pg' ? 'PostgreSQL' : 'MariaDB'} ${d.serverVersion}** — throughput is the median over rounds, *±* half the range of the rounds relative to it (the noise); ` +
-      `\`× brokered-N\` is the median of the per-round ratios to that configuration; ` +
-      `ELU is the event-loop utilisation of the main thread and the mean of the worker threads; *main CPU* the share of wall time the main thread ran on a core and *main wait* the share it was runnable but waiting for one (Linux schedstat); *Node CPU* is this process's CPU time, *all CPU* the whole machine's and *other CPU* that of other tenants of the machine, in cores (of ${e.cpus})` +
-      (d.ceilingTool ? `; *ceiling* is \`${d.ceilingTool}\` at ${s.max} connections.` : `; no ceiling (${d.ceilingSkipped}).`));
-    out.push('');
     const brokeredIds = s.workers.map((n) => `brokered-${n}`);
+    out.push('');
+    out.push(`**${driver === 'pg' ? 'PostgreSQL' : 'MariaDB'} ${d.serverVersion}: throughput and latency.** Throughput is the median over rounds and *±* half the rounds' range relative to it ` +
+      `(the noise); \`× brokered-N\` is the median of the per-round ratios to that configuration; latency is per call, in µs, including the wait for one of the ${s.max} connections` +
+      (d.ceilingTool ? `; *ceiling* is \`${d.ceilingTool}\` at ${s.max} connections (mean latency only).` : `; no ceiling (${d.ceilingSkipped}).`));
+    out.push('');
     const rows = [];
+    const cpuRows = [];
     for (const [w, cells] of Object.entries(d.workloads)) {
       for (const [id, c] of Object.entries(cells)) {
-        rows.push([WORKLOAD_TITLES[w], id, fmtInt(c.throughput), fmtPct(c.spread), ...brokeredIds.map((b) => fmtRatio(c.vsBrokered[b])), fmtUs(c.p50), fmtUs(c.p99), fmtUs(c.mean),
-          fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), fmtCores(c.otherCpu), String(c.errors + c.wrongRows)]);
+        rows.push([WORKLOAD_TITLES[w], id, fmtInt(c.throughput), fmtPct(c.spread), ...brokeredIds.map((b) => fmtRatio(c.vsBrokered[b])), fmtUs(c.p50), fmtUs(c.p99), fmtUs(c.mean), String(c.errors + c.wrongRows)]);
+        if (id === 'ceiling') continue;
+        const per = perQuery(c);
+        cpuRows.push([WORKLOAD_TITLES[w], id, fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtUs(per.main), fmtUs(per.node), fmtPct(c.workerElu), fmtCores(c.otherCpu)]);
       }
     }
-    out.push(mdTable(['workload', 'configuration', 'queries/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'worker ELU', 'Node CPU', 'all CPU', 'other CPU', 'errors'], rows));
+    out.push(mdTable(['workload', 'configuration', 'queries/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50', 'p99', 'mean', 'errors'], rows));
+    out.push('');
+    out.push(`**${driver === 'pg' ? 'PostgreSQL' : 'MariaDB'}: where the CPU goes.** *main ELU* is the main thread's event-loop utilisation; *main on CPU* and *main waiting* are the shares of ` +
+      'wall time it ran on a core and was runnable without one (Linux schedstat); *main µs/query* and *Node µs/query* are CPU time per query of the main thread and of the whole Node process ' +
+      '(all threads), the figures least sensitive to the machine\'s noise; *worker ELU* is the mean over worker threads; *other CPU* is what other processes on the machine used meanwhile, in cores ' +
+      `(of ${e.cpus}). Medians over rounds.`);
+    out.push('');
+    out.push(mdTable(['workload', 'configuration', 'main ELU', 'main on CPU', 'main waiting', 'main µs/query', 'Node µs/query', 'worker ELU', 'other CPU'], cpuRows));
   }
   const hopRows = [];
   const rsvRows = [];

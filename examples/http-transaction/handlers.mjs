@@ -35,8 +35,8 @@ function items(body) {
   return list;
 }
 
-async function insert(r, kind, names) {
-  for (const name of names) await r.query(`insert into example_items (name) values (${placeholders(kind, 1)})`, [name]);
+async function insert(r, { kind, table }, names) {
+  for (const name of names) await r.query(`insert into ${table} (name) values (${placeholders(kind, 1)})`, [name]);
 }
 
 function token(req) {
@@ -56,14 +56,13 @@ function lease(body) {
 }
 
 async function route(db, req) {
-  const { kind } = req;
   switch (`${req.method} ${req.path}`) {
     case 'POST /transactions': {
       const names = items(req.body);
       const r = await db.reserve(DATABASE, { waitMillis: 2000, ...lease(req.body) });
       try {
         await r.begin();
-        await insert(r, kind, names);
+        await insert(r, req, names);
       } catch (err) {
         await r.release().catch(() => undefined);
         throw err;
@@ -74,7 +73,7 @@ async function route(db, req) {
     case 'POST /transactions/items': {
       const names = items(req.body);
       const r = await db.attach(token(req));
-      await insert(r, kind, names);
+      await insert(r, req, names);
       return { status: 200, body: { added: names.length } };
     }
     case 'POST /transactions/commit':
@@ -89,7 +88,7 @@ async function route(db, req) {
       return { status: 200, body: commit ? { committed: true } : { rolledBack: true } };
     }
     case 'GET /items': {
-      const { rows } = await db.query(DATABASE, 'select name from example_items order by id');
+      const { rows } = await db.query(DATABASE, `select name from ${req.table} order by id`);
       return { status: 200, body: { items: rows.map((row) => row.name) } };
     }
     default:
@@ -110,7 +109,7 @@ async function warm({ barrier, workers }) {
   return threadId;
 }
 
-/** One HTTP request: `{ method, path, token, body, kind }` in, `{ status, body }` out. */
+/** One HTTP request: `{ method, path, token, body, kind, table }` in (the server validated `table`), `{ status, body }` out. */
 export default async function handle(req) {
   if (req.warm) return warm(req.warm);
   try {

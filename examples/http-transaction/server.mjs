@@ -2,6 +2,7 @@
 //
 //   node examples/http-transaction/server.mjs            # PostgreSQL at DATABASE_URL (default: local test db)
 //   DRIVER=mysql DATABASE_URL=mysql://root@127.0.0.1:3306/test node examples/http-transaction/server.mjs
+//   (PORT, default 3000; TABLE, default example_items)
 //
 // The main thread owns the broker (one pool per database) and the HTTP server; it only parses
 // requests and hands them to a piscina pool of 4 workers (handlers.mjs). Requests are spread
@@ -16,9 +17,11 @@ const WORKERS = 4;
 const MAX_BODY = 64 * 1024;
 
 const DDL = {
-  pg: 'create table if not exists example_items (id serial primary key, name varchar(200) not null)',
-  mysql: 'create table if not exists example_items (id int auto_increment primary key, name varchar(200) not null)',
+  pg: (table) => `create table if not exists ${table} (id serial primary key, name varchar(200) not null)`,
+  mysql: (table) => `create table if not exists ${table} (id int auto_increment primary key, name varchar(200) not null)`,
 };
+/** Table names go into SQL text, so only plain identifiers are accepted. */
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /** Piscina load balancer: the next free worker after the last one used, by thread id. */
 function roundRobin() {
@@ -65,15 +68,16 @@ function send(res, status, body) {
 
 /**
  * Starts the broker, the worker pool and the HTTP server.
- * @param {{ config: string | object, port?: number, host?: string }} opts
+ * @param {{ config: string | object, port?: number, host?: string, table?: string }} opts
  * @returns {Promise<{ url: string, broker: Broker, close: () => Promise<void> }>}
  */
-export async function startServer({ config, port = 0, host = '127.0.0.1' }) {
+export async function startServer({ config, port = 0, host = '127.0.0.1', table = 'example_items' }) {
+  if (!IDENTIFIER.test(table)) throw new Error('table must be a plain identifier');
   const broker = await Broker.start(config);
   const database = broker.config.databases.main;
   if (database === undefined) throw new Error('the config needs a database named "main"');
   const kind = database.driver;
-  await broker.connect().query('main', DDL[kind]);
+  await broker.connect().query('main', DDL[kind](table));
 
   const pool = broker.piscina({ filename: HANDLERS, minThreads: WORKERS, maxThreads: WORKERS, idleTimeout: Infinity, loadBalancer: roundRobin() });
   // Warm up: every worker connects to the broker before the first request is accepted.
@@ -85,7 +89,7 @@ export async function startServer({ config, port = 0, host = '127.0.0.1' }) {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const body = await readBody(req);
       const tokenHeader = req.headers['transaction-token'];
-      const out = await pool.run({ method: req.method, path: url.pathname, token: Array.isArray(tokenHeader) ? tokenHeader[0] : tokenHeader, body, kind });
+      const out = await pool.run({ method: req.method, path: url.pathname, token: Array.isArray(tokenHeader) ? tokenHeader[0] : tokenHeader, body, kind, table });
       send(res, out.status, out.body);
     } catch (err) {
       send(res, err.status ?? 500, { error: { code: err.status ? 'BAD_REQUEST' : 'INTERNAL', message: String(err.message ?? err) } });
@@ -115,6 +119,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const app = await startServer({
     config: { databases: { main: { driver, url, max: 8 } }, reservations: { idleTimeoutMillis: 30_000, maxLifetimeMillis: 300_000 } },
     port: Number(process.env.PORT ?? 3000),
+    table: process.env.TABLE ?? 'example_items',
   });
   console.log(`listening on ${app.url}`);
   console.log(`  curl -s -XPOST ${app.url}/transactions -d '{"items":["a"]}'            # -> {"token": ...}`);

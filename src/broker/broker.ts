@@ -10,7 +10,6 @@ import type { Piscina } from 'piscina';
 import type Tinypool from 'tinypool';
 import type { Options as TinypoolOptions } from 'tinypool';
 import * as Comlink from 'comlink';
-import nodeEndpoint from 'comlink/dist/esm/node-adapter.mjs';
 import { Db } from '../client/db.js';
 import { PortClient } from '../client/port-client.js';
 import { loadConfig } from '../config/load-config.js';
@@ -24,7 +23,7 @@ import { localChannel } from '../transport/local-channel.js';
 import { servePort, type Endpoint, type Peer } from '../transport/port-server.js';
 import { ENV_KEY, PROTOCOL_VERSION, type EnvData, type ReadyMessage } from '../transport/protocol.js';
 import { loadPeerModules, wirePiscina, wireTinypool, type PeerModules, type PiscinaOptions } from '../wiring/pools.js';
-import { wireWorkerData } from '../wiring/wiring.js';
+import { spawnEndpoint, wireWorkerData } from '../wiring/wiring.js';
 import { startAdminServer, type AdminServer } from './admin-server.js';
 import { renderMetrics } from './metrics.js';
 import { RequestHandler } from './request-handler.js';
@@ -222,7 +221,8 @@ export class Broker {
     const worker = new Worker(COMLINK_HOST, { ...opts, workerData, transferList: [port2, ...(opts.transferList ?? [])] });
     this.#spawned.add(worker);
     worker.once('exit', () => this.#spawned.delete(worker));
-    return Comlink.wrap<T>(nodeEndpoint(worker));
+    // Calls on a dead or closed worker reject (THREAD_EXITED / BROKER_CLOSED) instead of hanging.
+    return Comlink.wrap<T>(spawnEndpoint(worker, () => this.#closing !== undefined));
   }
 
   /** A port for manual wiring: transfer it to a thread, then `connect(port)` there. */

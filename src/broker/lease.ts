@@ -23,10 +23,10 @@ export class Lease {
   readonly owner: number;
   readonly claimedAt: number;
   lastUsed: number;
-  /** Mutable: a lease adopted before its owner's announcement takes the announced times (see `Reservations.#adopt`). */
+  /** Mutable: a lease adopted with default times takes the claimer's own times once known (see `Reservations.#adopt`). */
   idleMillis: number;
   maxMillis: number;
-  /** True once the claimer's own announcement (or a FIFO grant) set the lease times. */
+  /** True once the claimer's own times (from its slot, an `rc` announcement, or a FIFO grant) set the lease times. */
   announced = false;
   conn: DriverConnection | undefined;
   /** Set when the connection died under the reservation: every use answers `TX_CONNECTION_LOST`. */

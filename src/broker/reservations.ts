@@ -95,9 +95,10 @@ export class Reservations {
 
   /**
    * Records a live claim; idempotent. `announced` is true when the times come from the claimer
-   * itself (its `rc` announcement, or a grant from the FIFO); otherwise the defaults are used.
+   * itself (the times it wrote into its slot, an `rc` announcement from an older client, or a grant
+   * from the FIFO); otherwise the defaults are used.
    */
-  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number, announced = false): Lease | undefined {
+  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number, announced = false, claimedAt = Date.now()): Lease | undefined {
     if (!this.#validRef(rs) || !this.#table.isLive(rs)) return undefined;
     const existing = this.#leases[rs.db][rs.slot];
     if (existing !== undefined && existing.claim.gen === rs.gen) {
@@ -112,11 +113,36 @@ export class Reservations {
       return existing;
     }
     const [idle, max] = this.#leaseDefaults(idleMillis, maxMillis);
-    const lease = new Lease({ db: rs.db, slot: rs.slot, gen: rs.gen }, this.#pools[rs.db], owner, idle, max);
+    const lease = new Lease({ db: rs.db, slot: rs.slot, gen: rs.gen }, this.#pools[rs.db], owner, idle, max, claimedAt);
     lease.announced = announced;
     this.#leases[rs.db][rs.slot] = lease;
     this.#table.setDeadline(rs.db, rs.slot, lease.deadline());
     return lease;
+  }
+
+  /**
+   * Adopts the live claim of `db`/`slot` as the slot describes it: a lock-free claim (threads do
+   * not announce them) gets its owner and the lease times its claimer wrote, and its lease runs
+   * from the claim (DEADLINE = claim time + the shorter time), not from this adoption.
+   */
+  #adoptFromTable(db: number, slot: number): Lease | undefined {
+    if (this.#table.state(db, slot) !== RESERVED) return undefined;
+    const gen = this.#table.gen(db, slot);
+    const existing = this.#leases[db][slot];
+    if (existing !== undefined && existing.claim.gen === gen) return existing;
+    const times = this.#table.leaseTimes(db, slot);
+    const [idle, max] = this.#leaseDefaults(times.idleMillis, times.maxMillis);
+    const span = Math.min(idle || Infinity, max || Infinity);
+    const now = Date.now();
+    const claimedAt = Number.isFinite(span) ? Math.min(now, this.#table.deadline(db, slot) - span) : now;
+    return this.#adopt({ db, slot, gen }, this.#table.owner(db, slot), idle, max, true, claimedAt);
+  }
+
+  /** Adopts every lock-free claim of `db` the broker has not seen yet. */
+  #adoptAll(db: number): void {
+    for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
+      if (this.#leases[db][slot] === undefined) this.#adoptFromTable(db, slot);
+    }
   }
 
   #validRef(rs: ReservationRef | undefined): rs is ReservationRef {
@@ -132,9 +158,9 @@ export class Reservations {
       if (lease.ending) return Errors.tokenExpired('the reservation was released or its lease expired');
       return lease;
     }
-    // Claimed in shared memory by a thread whose announcement has not arrived yet (another port).
-    const adopted = this.#adopt(rs, this.#table.owner(rs.db, rs.slot), NaN, NaN);
-    return adopted ?? Errors.tokenExpired('the reservation was released or its lease expired');
+    // Claimed in shared memory (lock-free) and not seen by the broker yet.
+    const adopted = this.#adoptFromTable(rs.db, rs.slot);
+    return adopted !== undefined && adopted.claim.gen === rs.gen ? adopted : Errors.tokenExpired('the reservation was released or its lease expired');
   }
 
   async #bind(lease: Lease): Promise<DriverConnection> {
@@ -258,8 +284,9 @@ export class Reservations {
     }
     const lease = this.#leases[req.rs.db][req.rs.slot];
     if (lease === undefined || lease.claim.gen !== req.rs.gen || lease.ending) {
-      // Never announced (claimed and released before the announcement): end it from the table.
-      const adopted = lease === undefined || lease.claim.gen !== req.rs.gen ? this.#adopt(req.rs, this.#table.owner(req.rs.db, req.rs.slot), NaN, NaN) : undefined;
+      // A lock-free claim the broker has not seen yet: end it from the table.
+      const fresh = lease === undefined || lease.claim.gen !== req.rs.gen ? this.#adoptFromTable(req.rs.db, req.rs.slot) : undefined;
+      const adopted = fresh !== undefined && fresh.claim.gen === req.rs.gen && !fresh.ending ? fresh : undefined;
       if (adopted === undefined) {
         peer.fail(req.id, Errors.tokenExpired('the reservation was already released or its lease expired'));
         return;
@@ -347,6 +374,8 @@ export class Reservations {
   }
 
   #holdsLease(thread: number, db: number): boolean {
+    // Lock-free claims count too: a thread's claims are adopted before it is asked about them.
+    this.#adoptAll(db);
     for (const l of this.#leases[db]) if (l !== undefined && !l.ending && l.owner === thread) return true;
     return false;
   }
@@ -438,16 +467,12 @@ export class Reservations {
     }
   }
 
-  /** Housekeeping: adopt unannounced claims, end expired leases. */
+  /** Housekeeping: adopt lock-free claims not seen yet, end expired leases. */
   tick(now = Date.now()): void {
     for (let db = 0; db < this.#table.slotCounts.length; db++) {
       for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
-        let lease = this.#leases[db][slot];
-        if (lease === undefined) {
-          if (this.#table.state(db, slot) !== RESERVED) continue;
-          lease = this.#adopt({ db, slot, gen: this.#table.gen(db, slot) }, this.#table.owner(db, slot), NaN, NaN);
-          if (lease === undefined) continue;
-        }
+        const lease = this.#leases[db][slot] ?? this.#adoptFromTable(db, slot);
+        if (lease === undefined) continue;
         if (lease.ending) continue;
         // Fix: max lifetime is absolute, so it is enforced on busy leases too (before, a thread that
         // kept a statement queued at every tick was never reclaimed). The token is refused from
@@ -475,7 +500,7 @@ export class Reservations {
     const ends: Promise<void>[] = [];
     for (let db = 0; db < this.#table.slotCounts.length; db++) {
       for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
-        const lease = this.#leases[db][slot] ?? (this.#table.state(db, slot) === RESERVED ? this.#adopt({ db, slot, gen: this.#table.gen(db, slot) }, this.#table.owner(db, slot), NaN, NaN) : undefined);
+        const lease = this.#leases[db][slot] ?? this.#adoptFromTable(db, slot);
         if (lease !== undefined) ends.push(this.end(lease, 'broker-close'));
       }
     }

@@ -138,8 +138,6 @@ export class Db {
    * without a round trip; when all are taken, the call waits in the broker's FIFO up to `waitMillis`.
    */
   async reserve(database: string, opts: ReserveOptions = {}): Promise<Reservation> {
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site, this.reserve);
     const db = this.#index(database);
     const waitMillis = checkMillis('waitMillis', opts.waitMillis);
     const idleMillis = checkMillis('idleTimeoutMillis', opts.idleTimeoutMillis);
@@ -149,12 +147,14 @@ export class Db {
     const env = this.#client.env;
     const idle = Number.isNaN(idleMillis) ? env.leaseIdleMillis : idleMillis;
     const max = Number.isNaN(maxMillis) ? env.leaseMaxMillis : maxMillis;
-    const claim = this.#table.claim(db, threadId, Date.now() + Math.min(idle || Infinity, max || Infinity, 8.64e15));
-    if (claim !== undefined) {
-      // Announce the claim so its lease is tracked; nobody waits for the answer.
-      this.#client.request({ t: 'rc', rs: claim, idleMillis, maxMillis }, site).catch(() => undefined);
-      return new Reservation(this.#client, this.#table, database, claim);
-    }
+    // The lease times go into the slot with the claim: the broker adopts the claim from the table
+    // (at its first use, its release, the next housekeeping tick or this thread's death).
+    // Fix (performance): this path used to post an announcement (`rc`) and capture a call-site
+    // stack, ~10 µs together, twice the cost of a port round trip; now it sends nothing.
+    const claim = this.#table.claim(db, threadId, Date.now() + Math.min(idle || Infinity, max || Infinity, 8.64e15), true, { idleMillis, maxMillis });
+    if (claim !== undefined) return new Reservation(this.#client, this.#table, database, claim);
+    const site: { stack?: string } = {};
+    Error.captureStackTrace(site, this.reserve);
     const reply = await this.#client.request({ t: 'rw', db, waitMillis, idleMillis, maxMillis }, site);
     const rs = reply.rs!;
     return new Reservation(this.#client, this.#table, database, { db, slot: rs.slot, gen: rs.gen });

@@ -46,7 +46,7 @@ const DatabaseShape = z.strictObject({
   embedded: Embedded.optional(),
   max: int(1, 10_000, 'Hard cap of open connections (default 10).').optional(),
   acquireTimeoutMillis: int(1, MAX_TIMER, 'Longest wait for a connection before ACQUIRE_TIMEOUT (default 10000).').optional(),
-  queueLimit: int(0, 10_000_000, 'Longest number of waiters before QUEUE_FULL (default 10000).').optional(),
+  queueLimit: int(0, 10_000_000, 'Most requests that may wait for a busy connection to come back; one more fails at once with QUEUE_FULL (default 10000; 0 = never wait for a release).').optional(),
   idleTimeoutMillis: int(0, MAX_TIMER, 'An idle connection is closed after this long (default 30000; 0 = never).').optional(),
   maxLifetimeMillis: int(0, MAX_TIMER, 'A connection is retired after this long (default 1800000; 0 = never).').optional(),
   maxReserved: int(0, 9_999, 'Reservation slots, at most max - 1 (default max - 1).').optional(),

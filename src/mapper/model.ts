@@ -80,6 +80,17 @@ export class Model<T extends object = Record<string, unknown>> {
     else this.#ctx.notices.publish([notice]);
   }
 
+  /**
+   * A key as the database returns it, for identity and notices: integer text of an integer key
+   * becomes a number (a bigint past 2^53), so `'5'`, `5` and `5n` name one instance.
+   */
+  #canon(key: unknown): unknown {
+    const t = this.#map.types.get(this.#map.key);
+    if ((t !== 'integer' && t !== 'bigint') || typeof key !== 'string' || !/^-?\d{1,30}$/.test(key)) return key;
+    const n = Number(key);
+    return Number.isSafeInteger(n) ? n : BigInt(key);
+  }
+
   #adopt(obj: T): T {
     const key = (obj as Record<string, unknown>)[this.#map.key];
     return this.#unit === undefined ? obj : this.#unit.identity.merge(this.name, key, obj);
@@ -95,7 +106,7 @@ export class Model<T extends object = Record<string, unknown>> {
    */
   async get(key: KeyValue): Promise<T | null> {
     const st = selectByKey(this.#map, key);
-    const known = this.#unit?.identity.get(this.name, key);
+    const known = this.#unit?.identity.get(this.name, this.#canon(key));
     if (known !== undefined) return known as T;
     const r = await this.#runner.query(st.sql, st.params);
     return r.rows.length === 0 ? null : this.#adopt(fromRow<T>(this.#map, r.rows[0]));
@@ -166,16 +177,17 @@ export class Model<T extends object = Record<string, unknown>> {
     const r = await this.#runner.query(st.sql, st.params);
     const o = obj as Record<string, unknown>;
     if (r.rowCount === 0) throw conflict(map, st.key, map.version === undefined ? undefined : o[map.version]);
+    const key = this.#canon(st.key);
     const out = (Object.isFrozen(obj) ? { ...obj } : obj) as Record<string, unknown>;
     if (map.version !== undefined) out[map.version] = st.version;
     const unit = this.#unit;
     if (unit !== undefined) {
-      const known = unit.identity.get(this.name, st.key) as Record<string, unknown> | undefined;
+      const known = unit.identity.get(this.name, key) as Record<string, unknown> | undefined;
       // Another reference to the same row in this unit of work sees the write too.
       if (known !== undefined && known !== out) for (const k of Object.keys(out)) known[k] = out[k];
-      else if (known === undefined) unit.identity.put(this.name, st.key, out);
+      else if (known === undefined) unit.identity.put(this.name, key, out);
     }
-    this.#notify({ class: this.name, key: st.key as KeyValue, version: st.version ?? null, kind: 'update' });
+    this.#notify({ class: this.name, key: key as KeyValue, version: st.version ?? null, kind: 'update' });
     return out as O;
   }
 
@@ -227,15 +239,17 @@ export class Model<T extends object = Record<string, unknown>> {
       if (map.version !== undefined && version !== undefined && version !== null) throw conflict(map, key, version);
       return false;
     }
-    this.#unit?.identity.remove(this.name, key);
-    this.#notify({ class: this.name, key: key as KeyValue, version: (version as number | bigint | undefined) ?? null, kind: 'delete' });
+    const canon = this.#canon(key);
+    this.#unit?.identity.remove(this.name, canon);
+    this.#notify({ class: this.name, key: canon as KeyValue, version: (version as number | bigint | undefined) ?? null, kind: 'delete' });
     return true;
   }
 
   /**
    * The same model inside reservation `r` (a transaction from `db.transaction` or `r.begin()`):
    * every statement runs on `r`'s connection, one instance per row is kept while `r` lives, and
-   * change notices wait for `r.commit()`.
+   * change notices wait for `r.commit()`. Keys compare by value: with the key's type declared
+   * (`types: { id: 'integer' }`), `'5'`, `5` and `5n` name the same instance.
    *
    * ```ts
    * await db.transaction('main', async (tx) => { await users.in(tx).insert({ name: 'Ada' }) });

@@ -48,7 +48,8 @@ export interface Condition<V> {
 
 /**
  * A filter: attribute → value (equality), `null` (IS NULL), a list (IN) or a {@link Condition}.
- * All entries are ANDed; `{}` matches every row.
+ * All entries are ANDed; `{}` matches every row. An `undefined` value is refused, never ignored
+ * (a missing request parameter must not turn a filter into "every row").
  *
  * ```ts
  * const where: Where<User> = { name: 'Ada', email: { ne: null }, id: [1, 2, 3] };
@@ -105,7 +106,9 @@ export function buildWhere(map: ClassMap, where: unknown, params: unknown[]): st
   const parts: string[] = [];
   for (const attr of attributeKeys(map, where, 'where')) {
     const v = (where as Record<string, unknown>)[attr];
-    if (v === undefined) continue;
+    // `{ id: undefined }` matching every row is how a missing request parameter deletes or
+    // leaks a whole table: refuse it instead of dropping the condition.
+    if (v === undefined) throw Errors.invalidArgument(`where.${attr} is undefined; leave the key out, or match NULL with null`);
     if (Array.isArray(v)) {
       parts.push(list(map, attr, v, false, params));
     } else if (isPlainObject(v)) {
@@ -114,7 +117,7 @@ export function buildWhere(map: ClassMap, where: unknown, params: unknown[]): st
       for (const op of ops) {
         if (!OPERATORS.has(op)) throw Errors.invalidArgument(`where.${attr} has the unknown operator ${showName(op)}; operators: ${[...OPERATORS].join(', ')}`);
         const arg = v[op];
-        if (arg === undefined) continue;
+        if (arg === undefined) throw Errors.invalidArgument(`where.${attr}.${op} is undefined; leave the operator out, or use null with eq/ne`);
         parts.push(op === 'in' || op === 'notIn' ? list(map, attr, arg, op === 'notIn', params) : compare(map, attr, op, arg, params));
       }
     } else {

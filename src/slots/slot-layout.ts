@@ -6,7 +6,7 @@
  * ```
  * [ HEADER_FIELDS ][ db 0: DB_FIELDS ][ db 0 slots: n0 × SLOT_STRIDE ][ db 1: DB_FIELDS ][ … ]
  * ```
- * Each slot: STATE, GEN, OWNER, HANDED, NONCE×4, DEADLINE (two words, a BigInt64 view), spare.
+ * Each slot: STATE, GEN, OWNER, HANDED, NONCE×4, DEADLINE (two words, a BigInt64 view), IDLE, MAX.
  * @module
  */
 
@@ -52,6 +52,16 @@ export const SLOT_NONCE_OFFSET = 4;
 export const SLOT_NONCE_WORDS = 4;
 /** Epoch milliseconds after which the lease is over (advisory for threads; the broker enforces it). */
 export const SLOT_DEADLINE_OFFSET = 8;
+/**
+ * The lease times the claimer asked for (ms; -1 = the config's default), written by the claimer
+ * before it publishes RESERVED. The broker learns of a lock-free claim from the table itself (at
+ * its first use, its release, a housekeeping tick or its thread's death), so `reserve()` sends no
+ * message at all; these words, with DEADLINE, carry everything the broker needs to adopt it.
+ */
+export const SLOT_IDLE_OFFSET = 10;
+export const SLOT_MAX_OFFSET = 11;
+/** IDLE/MAX value meaning "the configured default". */
+export const LEASE_DEFAULT = -1;
 
 /** Nobody holds the slot. */
 export const FREE = 0;

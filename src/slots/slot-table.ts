@@ -7,9 +7,9 @@
  */
 import { randomFillSync } from 'node:crypto';
 import {
-  CLAIMING, DB_FIELDS, DB_WAITERS_OFFSET, FREE, HEADER_MAGIC_OFFSET, HEADER_VERSION_OFFSET, LAYOUT_VERSION, MAGIC,
-  RESERVED, RETIRING, SLOT_DEADLINE_OFFSET, SLOT_GEN_OFFSET, SLOT_HANDED_OFFSET, SLOT_NONCE_OFFSET, SLOT_NONCE_WORDS,
-  SLOT_OWNER_OFFSET, SLOT_STATE_OFFSET, SLOT_STRIDE, dbBase, tableBytes,
+  CLAIMING, DB_FIELDS, DB_WAITERS_OFFSET, FREE, HEADER_MAGIC_OFFSET, HEADER_VERSION_OFFSET, LAYOUT_VERSION, LEASE_DEFAULT, MAGIC,
+  RESERVED, RETIRING, SLOT_DEADLINE_OFFSET, SLOT_GEN_OFFSET, SLOT_HANDED_OFFSET, SLOT_IDLE_OFFSET, SLOT_MAX_OFFSET, SLOT_NONCE_OFFSET,
+  SLOT_NONCE_WORDS, SLOT_OWNER_OFFSET, SLOT_STATE_OFFSET, SLOT_STRIDE, dbBase, tableBytes,
 } from './slot-layout.js';
 
 /** The largest epoch-ms deadline (the last valid `Date`): a lease that never expires. */
@@ -23,6 +23,36 @@ export const NEVER = 8.64e15;
  */
 function deadlineWord(deadline: number): bigint {
   return BigInt(Number.isFinite(deadline) ? Math.min(Math.floor(deadline), NEVER) : NEVER);
+}
+
+/**
+ * Nonces come from a per-thread pool of CSPRNG bytes refilled 4 KiB at a time. Fix (performance):
+ * one `randomFillSync` call costs 4-8 µs here, about the same for 16 bytes as for 4 KiB, which
+ * alone made the lock-free `reserve()` cost half a port round trip; from the pool a nonce costs
+ * ~0.1 µs. The bytes are the same CSPRNG output, each used once.
+ */
+const NONCE_POOL_WORDS = 1024;
+const noncePool = new Int32Array(NONCE_POOL_WORDS);
+let noncePoolAt = NONCE_POOL_WORDS;
+
+function nextNonce(): Int32Array {
+  if (noncePoolAt + SLOT_NONCE_WORDS > NONCE_POOL_WORDS) {
+    randomFillSync(noncePool);
+    noncePoolAt = 0;
+  }
+  const out = noncePool.subarray(noncePoolAt, noncePoolAt + SLOT_NONCE_WORDS);
+  noncePoolAt += SLOT_NONCE_WORDS;
+  return out;
+}
+
+/** Lease times of a claim as stored in its slot: ms, or NaN for "the configured default". */
+export interface LeaseTimes {
+  idleMillis: number;
+  maxMillis: number;
+}
+
+function leaseWord(ms: number | undefined): number {
+  return ms !== undefined && Number.isInteger(ms) && ms >= 0 && ms <= 0x7fffffff ? ms : LEASE_DEFAULT;
 }
 
 /** A claimed slot: where it is and which generation the claim belongs to. */
@@ -81,7 +111,7 @@ export class SlotTable {
    * and deadline are written next; the final CAS CLAIMING→RESERVED publishes them (Atomics are
    * sequentially consistent, so a thread that reads RESERVED also reads the nonce written before).
    */
-  claim(db: number, owner: number, deadline: number, fair = true): SlotClaim | undefined {
+  claim(db: number, owner: number, deadline: number, fair = true, lease?: Partial<LeaseTimes>): SlotClaim | undefined {
     // Fairness: while the broker has queued waiters, new claims go to the back of its queue.
     if (fair && this.waiters(db) > 0) return undefined;
     const n = this.slotCounts[db];
@@ -89,23 +119,24 @@ export class SlotTable {
       const at = this.#at(db, slot);
       if (Atomics.load(this.#i32, at + SLOT_STATE_OFFSET) !== FREE) continue;
       if (Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, FREE, CLAIMING) !== FREE) continue;
-      const gen = this.#fill(at, owner, deadline);
+      const gen = this.#fill(at, owner, deadline, lease);
       Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, CLAIMING, RESERVED);
       return { db, slot, gen };
     }
     return undefined;
   }
 
-  #fill(at: number, owner: number, deadline: number): number {
+  #fill(at: number, owner: number, deadline: number, lease?: Partial<LeaseTimes>): number {
     // GEN was bumped by the broker before the slot became FREE; read it after our CAS won.
     const gen = Atomics.load(this.#i32, at + SLOT_GEN_OFFSET);
     Atomics.store(this.#i32, at + SLOT_OWNER_OFFSET, owner);
     // Fix: HANDED is tagged with the generation (see SLOT_HANDED_OFFSET); `gen` itself means "not handed".
     Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, gen);
-    const nonce = new Int32Array(SLOT_NONCE_WORDS);
-    randomFillSync(nonce);
+    const nonce = nextNonce();
     for (let i = 0; i < SLOT_NONCE_WORDS; i++) Atomics.store(this.#i32, at + SLOT_NONCE_OFFSET + i, nonce[i]);
     Atomics.store(this.#i64, (at + SLOT_DEADLINE_OFFSET) / 2, deadlineWord(deadline));
+    Atomics.store(this.#i32, at + SLOT_IDLE_OFFSET, leaseWord(lease?.idleMillis));
+    Atomics.store(this.#i32, at + SLOT_MAX_OFFSET, leaseWord(lease?.maxMillis));
     return gen;
   }
 
@@ -147,6 +178,14 @@ export class SlotTable {
     const words = new Int32Array(SLOT_NONCE_WORDS);
     for (let i = 0; i < SLOT_NONCE_WORDS; i++) words[i] = Atomics.load(this.#i32, at + SLOT_NONCE_OFFSET + i);
     return new Uint8Array(words.buffer);
+  }
+
+  /** The lease times the claimer asked for (NaN: the configured default). */
+  leaseTimes(db: number, slot: number): LeaseTimes {
+    const at = this.#at(db, slot);
+    const idle = Atomics.load(this.#i32, at + SLOT_IDLE_OFFSET);
+    const max = Atomics.load(this.#i32, at + SLOT_MAX_OFFSET);
+    return { idleMillis: idle === LEASE_DEFAULT ? NaN : idle, maxMillis: max === LEASE_DEFAULT ? NaN : max };
   }
 
   /** Lease deadline (epoch ms) of the current claim. */

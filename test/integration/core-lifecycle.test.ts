@@ -20,6 +20,9 @@ import { BROKER_USER, KINDS, configFor, ph, serverCountSql, urlOf } from '../hel
 const COMMANDER = new URL('../fixtures/workers/core-commander.mjs', import.meta.url);
 const CHILD = fileURLToPath(new URL('../fixtures/workers/core-close-child.mjs', import.meta.url));
 const CHILD_POOLS = fileURLToPath(new URL('../fixtures/workers/core-close-child-pools.mjs', import.meta.url));
+// Per-login table names: a concurrent run of this file under another login must not share rows or locks.
+const GATE = `core_gate_${BROKER_USER}`;
+const TX = `core_tx_${BROKER_USER}`;
 
 // ---- helpers (the same as in core-pool.test.ts) ----
 
@@ -87,7 +90,7 @@ class Gate {
 
   /** The statement a broker connection runs to block on the gate (returns the row id). */
   get sql(): string {
-    return `select id from core_gate where id = ${this.id} for update`;
+    return `select id from ${GATE} where id = ${this.id} for update`;
   }
 
   async init(): Promise<this> {
@@ -98,7 +101,7 @@ class Gate {
 
   async hold(): Promise<void> {
     await this.admin.rows(this.admin.kind === 'pg' ? 'begin' : 'start transaction');
-    await this.admin.rows(`select id from core_gate where id = ${this.id} for update`);
+    await this.admin.rows(`select id from ${GATE} where id = ${this.id} for update`);
     this.#held = true;
   }
 
@@ -110,7 +113,7 @@ class Gate {
 
   /** Broker sessions whose statement is on the server, blocked behind this gate. */
   blocked(): Promise<number> {
-    const like = `%core_gate where id = ${this.id} for update%`;
+    const like = `%${GATE} where id = ${this.id} for update%`;
     return this.admin.kind === 'pg'
       ? this.#counter.scalar(`select count(*)::int from pg_stat_activity where usename = $1 and state = 'active' and query like $2`, [BROKER_USER, like])
       : this.#counter.scalar(`select count(*) from information_schema.processlist where user = ? and command = 'Query' and info like ?`, [BROKER_USER, like]);
@@ -186,14 +189,14 @@ for (const kind of KINDS) {
     beforeAll(async () => {
       admin = await new Admin(kind).open();
       if (kind === 'pg') {
-        await admin.rows('create table if not exists core_gate (id int primary key)');
-        await admin.rows('create table if not exists core_tx (v int not null)');
-        await admin.rows(`grant all on core_gate, core_tx to ${BROKER_USER}`);
-        await admin.rows('insert into core_gate values (1), (2), (3) on conflict do nothing');
+        await admin.rows(`create table if not exists ${GATE} (id int primary key)`);
+        await admin.rows(`create table if not exists ${TX} (v int not null)`);
+        await admin.rows(`grant all on ${GATE}, ${TX} to ${BROKER_USER}`);
+        await admin.rows(`insert into ${GATE} values (1), (2), (3) on conflict do nothing`);
       } else {
-        await admin.rows('create table if not exists core_gate (id int primary key) engine=innodb');
-        await admin.rows('create table if not exists core_tx (v int not null) engine=innodb');
-        await admin.rows('insert ignore into core_gate values (1), (2), (3)');
+        await admin.rows(`create table if not exists ${GATE} (id int primary key) engine=innodb`);
+        await admin.rows(`create table if not exists ${TX} (v int not null) engine=innodb`);
+        await admin.rows(`insert ignore into ${GATE} values (1), (2), (3)`);
       }
       gate = await new Gate(kind, 2).init();
       process.on('uncaughtException', onError);
@@ -214,6 +217,7 @@ for (const kind of KINDS) {
       process.off('uncaughtException', onError);
       process.off('unhandledRejection', onError);
       await gate.close();
+      await admin.rows(`drop table if exists ${GATE}, ${TX}`);
       await admin.close();
     });
 
@@ -267,7 +271,7 @@ for (const kind of KINDS) {
       expect(Number(((await c.query('w1', `select ${p(1)} as v`, [5]).reply).ok as { v: unknown }[])[0].v)).toBe(5);
       const outcome = held[0].then(() => undefined, (e: unknown) => e);
       const t0 = performance.now();
-      const killed = await killSessions(admin, '%core_gate where id = 2 for update%');
+      const killed = await killSessions(admin, `%${GATE} where id = 2 for update%`);
       expect(killed).toHaveLength(1);
       const err = await outcome;
       const took = performance.now() - t0;
@@ -394,15 +398,15 @@ for (const kind of KINDS) {
     });
 
     it('close(): an open reservation is rolled back', async () => {
-      await admin.rows(kind === 'pg' ? 'truncate core_tx' : 'truncate table core_tx');
+      await admin.rows(kind === 'pg' ? `truncate ${TX}` : `truncate table ${TX}`);
       broker = await Broker.start(configFor(kind, { max: 2 }));
       const db = broker.connect();
       const r = await db.reserve('db');
       await r.begin();
-      await r.query(`insert into core_tx (v) values (${p(1)})`, [1]);
+      await r.query(`insert into ${TX} (v) values (${p(1)})`, [1]);
       await broker.close();
       broker = undefined;
-      expect(await admin.rows('select v from core_tx')).toEqual([]);
+      expect(await admin.rows(`select v from ${TX}`)).toEqual([]);
       expect(await sessions()).toBe(0);
       await expect(r.query('select 1')).rejects.toBeInstanceOf(BrokerError);
     });

@@ -17,6 +17,11 @@ import type { DriverKind } from '../../src/config/types.js';
 import { BROKER_USER, KINDS, configFor, ph, serverCountSql, urlOf } from '../helpers/test-setup.js';
 
 const COMMANDER = new URL('../fixtures/workers/core-commander.mjs', import.meta.url);
+// Per-login table names: a concurrent run of this file under another login (the lead's full run)
+// must not share rows, locks or sequences with this one.
+const GATE = `core_gate_${BROKER_USER}`;
+const FIFO = `core_fifo_${BROKER_USER}`;
+const TX = `core_tx_${BROKER_USER}`;
 
 /** Bounded poll on a condition: returns as soon as it holds. */
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMillis = 10_000): Promise<void> {
@@ -82,7 +87,7 @@ class Gate {
 
   /** The statement a broker connection runs to block on the gate (returns the row id). */
   get sql(): string {
-    return `select id from core_gate where id = ${this.id} for update`;
+    return `select id from ${GATE} where id = ${this.id} for update`;
   }
 
   async init(): Promise<this> {
@@ -93,7 +98,7 @@ class Gate {
 
   async hold(): Promise<void> {
     await this.admin.rows(this.admin.kind === 'pg' ? 'begin' : 'start transaction');
-    await this.admin.rows(`select id from core_gate where id = ${this.id} for update`);
+    await this.admin.rows(`select id from ${GATE} where id = ${this.id} for update`);
     this.#held = true;
   }
 
@@ -105,7 +110,7 @@ class Gate {
 
   /** Broker sessions whose statement is on the server, blocked behind this gate. */
   blocked(): Promise<number> {
-    const like = `%core_gate where id = ${this.id} for update%`;
+    const like = `%${GATE} where id = ${this.id} for update%`;
     return this.admin.kind === 'pg'
       ? this.#counter.scalar(`select count(*)::int from pg_stat_activity where usename = $1 and state = 'active' and query like $2`, [BROKER_USER, like])
       : this.#counter.scalar(`select count(*) from information_schema.processlist where user = ? and command = 'Query' and info like ?`, [BROKER_USER, like]);
@@ -162,17 +167,17 @@ for (const kind of KINDS) {
     beforeAll(async () => {
       admin = await new Admin(kind).open();
       if (kind === 'pg') {
-        await admin.rows('create table if not exists core_gate (id int primary key)');
-        await admin.rows('create table if not exists core_fifo (id serial primary key, tag int not null)');
-        await admin.rows('create table if not exists core_tx (v int not null)');
-        await admin.rows(`grant all on core_gate, core_fifo, core_tx to ${BROKER_USER}`);
-        await admin.rows(`grant all on sequence core_fifo_id_seq to ${BROKER_USER}`);
-        await admin.rows('insert into core_gate values (1), (2), (3) on conflict do nothing');
+        await admin.rows(`create table if not exists ${GATE} (id int primary key)`);
+        await admin.rows(`create table if not exists ${FIFO} (id serial primary key, tag int not null)`);
+        await admin.rows(`create table if not exists ${TX} (v int not null)`);
+        await admin.rows(`grant all on ${GATE}, ${FIFO}, ${TX} to ${BROKER_USER}`);
+        await admin.rows(`grant all on sequence ${FIFO}_id_seq to ${BROKER_USER}`);
+        await admin.rows(`insert into ${GATE} values (1), (2), (3) on conflict do nothing`);
       } else {
-        await admin.rows('create table if not exists core_gate (id int primary key) engine=innodb');
-        await admin.rows('create table if not exists core_fifo (id int auto_increment primary key, tag int not null) engine=innodb');
-        await admin.rows('create table if not exists core_tx (v int not null) engine=innodb');
-        await admin.rows('insert ignore into core_gate values (1), (2), (3)');
+        await admin.rows(`create table if not exists ${GATE} (id int primary key) engine=innodb`);
+        await admin.rows(`create table if not exists ${FIFO} (id int auto_increment primary key, tag int not null) engine=innodb`);
+        await admin.rows(`create table if not exists ${TX} (v int not null) engine=innodb`);
+        await admin.rows(`insert ignore into ${GATE} values (1), (2), (3)`);
       }
       gate = await new Gate(kind, 1).init();
     });
@@ -187,6 +192,7 @@ for (const kind of KINDS) {
 
     afterAll(async () => {
       await gate.close();
+      await admin.rows(`drop table if exists ${GATE}, ${FIFO}, ${TX}`);
       await admin.close();
     });
 
@@ -279,14 +285,14 @@ for (const kind of KINDS) {
     });
 
     it('FIFO: connections are granted in request order, across threads', async () => {
-      await admin.rows(kind === 'pg' ? 'truncate core_fifo restart identity' : 'truncate table core_fifo');
+      await admin.rows(kind === 'pg' ? `truncate ${FIFO} restart identity` : `truncate table ${FIFO}`);
       broker = await Broker.start(configFor(kind, { max: 1, acquireTimeoutMillis: 20_000 }));
       const db = broker.connect();
       const a = new Commander(broker);
       const b = new Commander(broker);
       await Promise.all([a.ready, b.ready]);
       const held = await holdConnections(1);
-      const insert = `insert into core_fifo (tag) values (${p(1)})`;
+      const insert = `insert into ${FIFO} (tag) values (${p(1)})`;
       const N = 12;
       const replies: Promise<unknown>[] = [];
       const answered: number[] = [];
@@ -308,7 +314,7 @@ for (const kind of KINDS) {
       }
       await gate.open();
       await Promise.all([...held, ...replies]);
-      const order = (await admin.rows('select tag from core_fifo order by id')).map((r) => Number(r.tag));
+      const order = (await admin.rows(`select tag from ${FIFO} order by id`)).map((r) => Number(r.tag));
       expect(order).toEqual(Array.from({ length: N }, (_, i) => i + 1));
       // Replies to the main thread arrive in grant order too.
       expect(answered.filter((t) => t % 3 === 0)).toEqual([3, 6, 9, 12]);
@@ -360,7 +366,7 @@ for (const kind of KINDS) {
       // Busy past its lifetime: never cut short, retired when it comes back.
       await gate.hold();
       const born = Date.now();
-      const pidOfHeld = kind === 'pg' ? `select id, pg_backend_pid() as pid from core_gate where id = 1 for update` : `select id, connection_id() as pid from core_gate where id = 1 for update`;
+      const pidOfHeld = kind === 'pg' ? `select id, pg_backend_pid() as pid from ${GATE} where id = 1 for update` : `select id, connection_id() as pid from ${GATE} where id = 1 for update`;
       const second = Number((await db.query('db', pidSql)).rows[0].pid);
       const heldQuery = db.query('db', pidOfHeld);
       await waitFor('held statement blocked', async () => (await gate.blocked()) === 1);
@@ -377,7 +383,7 @@ for (const kind of KINDS) {
     });
 
     it('a transaction left open by a plain query is rolled back when the connection returns', async () => {
-      await admin.rows(kind === 'pg' ? 'truncate core_tx' : 'truncate table core_tx');
+      await admin.rows(kind === 'pg' ? `truncate ${TX}` : `truncate table ${TX}`);
       broker = await Broker.start(configFor(kind, { max: 1 }));
       const db = broker.connect();
       const pidSql = kind === 'pg' ? 'select pg_backend_pid() as pid' : 'select connection_id() as pid';
@@ -398,7 +404,7 @@ for (const kind of KINDS) {
       await check();
       if (kind === 'pg') {
         // A write inside a transaction left open is rolled back, not committed by the next user.
-        await db.query('db', 'BEGIN; insert into core_tx (v) values (1)');
+        await db.query('db', `BEGIN; insert into ${TX} (v) values (1)`);
         await check();
         // A failed transaction (aborted state) is rolled back too.
         await db.query('db', 'BEGIN; select 1/0').catch(() => undefined);
@@ -411,8 +417,8 @@ for (const kind of KINDS) {
         await db.query('db', 'BEGIN');
         await check();
       }
-      await db.query('db', 'insert into core_tx (v) values (2)');
-      expect((await admin.rows('select v from core_tx order by v')).map((r) => Number(r.v))).toEqual([2]);
+      await db.query('db', `insert into ${TX} (v) values (2)`);
+      expect((await admin.rows(`select v from ${TX} order by v`)).map((r) => Number(r.v))).toEqual([2]);
       const idleInTx = kind === 'pg'
         ? `select count(*)::int from pg_stat_activity where usename = '${BROKER_USER}' and state like 'idle in transaction%'`
         : `select count(*) from information_schema.innodb_trx t join information_schema.processlist p on p.id = t.trx_mysql_thread_id where p.user = '${BROKER_USER}'`;

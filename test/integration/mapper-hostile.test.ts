@@ -138,6 +138,8 @@ for (const kind of KINDS) {
       ['an object as a key', () => items.get({ id: 1 } as never)],
       ['an unknown orderBy attribute', () => items.find({}, { orderBy: 'name; drop table x' as never })],
       ['a negative limit', () => items.find({}, { limit: -1 })],
+      ['an undefined filter value (a missing parameter must not mean every row)', () => items.find({ name: undefined })],
+      ['an undefined key', () => items.delete(undefined as never)],
     ];
     for (const [what, call] of refused) {
       it(`refuses ${what} with INVALID_ARGUMENT and writes nothing`, async () => {

@@ -74,7 +74,8 @@ for (const kind of KINDS) {
         const x = await m.get(seed.id);
         expect(x).not.toBeNull();
         expect(await m.get(seed.id)).toBe(x);
-        expect(await m.get(BigInt(seed.id) as unknown as number)).toBe(x);
+        expect(await m.get(BigInt(seed.id))).toBe(x);
+        expect(await m.get(String(seed.id))).toBe(x);
         const [fromFind] = await m.find({ id: seed.id });
         expect(fromFind).toBe(x);
         expect(items.in(tx) === m).toBe(false);
@@ -88,7 +89,7 @@ for (const kind of KINDS) {
         expect(x!.version).toBe(2);
         const fresh = await m.insert({ name: 'two' });
         expect(await m.get(fresh.id)).toBe(fresh);
-        await m.delete(fresh.id);
+        await m.delete(String(fresh.id));
         expect(await m.get(fresh.id)).toBeNull();
       });
       expect((await items.get(seed.id))?.version).toBe(2);

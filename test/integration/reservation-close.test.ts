@@ -15,6 +15,9 @@ import { FREE, SlotTable } from '../../src/slots/slot-table.js';
 import type { EnvData } from '../../src/transport/protocol.js';
 import { BROKER_USER, KINDS, configFor, urlOf } from '../helpers/test-setup.js';
 
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_close_${BROKER_USER}`;
+
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const CLOSE_TIMEOUT = 1000;
 
@@ -106,8 +109,8 @@ for (const kind of KINDS) {
       const broker = await Broker.start(configFor(kind, { max: 4 }), { closeTimeoutMillis: CLOSE_TIMEOUT });
       const db = broker.connect();
       const table = await slotTableOf(broker);
-      await db.query('db', 'drop table if exists rsv_close');
-      await db.query('db', 'create table rsv_close (tag varchar(40))');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (tag varchar(40))`);
       const workers = Array.from({ length: 8 }, () => broker.worker(AGENT, { workerData: { agent: true } }));
       const [A, B, C, D, E, F, G, H] = workers.map((w) => new Agent(w));
       try {
@@ -116,11 +119,11 @@ for (const kind of KINDS) {
         for (const [name, a] of [['A', A], ['B', B], ['C', C]] as const) {
           await a.call('reserve', { key: 'r' });
           await a.call('begin', { key: 'r' });
-          await a.call('query', { key: 'r', sql: `insert into rsv_close values ('${name}')` });
+          await a.call('query', { key: 'r', sql: `insert into ${TABLE} values ('${name}')` });
         }
         // A: a statement in flight and one queued behind it.
         const inFlight = codeOf(A.call('query', { key: 'r', sql: sleepSql(kind, 0.31) }));
-        const queuedOnLease = codeOf(A.call('query', { key: 'r', sql: `insert into rsv_close values ('A-late')` }));
+        const queuedOnLease = codeOf(A.call('query', { key: 'r', sql: `insert into ${TABLE} values ('A-late')` }));
         await until(async () => Number((await admin(kind, runningSql(kind, 0.31), [BROKER_USER]))[0].n) === 1, 'A\'s statement to run on the server');
         // Two threads queued for a reservation.
         const waitD = codeOf(D.call('reserve', { key: 'r', opts: { waitMillis: 10_000 } }));
@@ -156,7 +159,7 @@ for (const kind of KINDS) {
         expect(await codeOf(A.call('reserve', { key: 'after' }))).toBe('BROKER_CLOSED');
         expect(await codeOf(B.call('query', { key: 'r', sql: 'select 1' }))).toBe('BROKER_CLOSED');
         expect(await codeOf(db.reserve('db'))).toBe('BROKER_CLOSED');
-        expect(await admin(kind, 'select tag from rsv_close')).toEqual([]);
+        expect(await admin(kind, `select tag from ${TABLE}`)).toEqual([]);
         const sessions = kind === 'pg'
           ? `select count(*)::int as n from pg_stat_activity where usename = $1`
           : `select count(*) as n from information_schema.processlist where user = ?`;
@@ -170,11 +173,11 @@ for (const kind of KINDS) {
     it('answers a reservation\'s long statement and resolves within a bound when the statement outlasts it', async () => {
       const broker = await Broker.start(configFor(kind, { max: 4 }), { closeTimeoutMillis: CLOSE_TIMEOUT });
       const db = broker.connect();
-      await db.query('db', 'drop table if exists rsv_close');
-      await db.query('db', 'create table rsv_close (tag varchar(40))');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (tag varchar(40))`);
       const r = await db.reserve('db');
       await r.begin();
-      await r.query(`insert into rsv_close values ('long')`);
+      await r.query(`insert into ${TABLE} values ('long')`);
       const statement = codeOf(r.query(sleepSql(kind, 5)));
       await until(async () => Number((await admin(kind, runningSql(kind, 5), [BROKER_USER]))[0].n) === 1, 'the statement to run on the server');
       const t0 = performance.now();
@@ -185,7 +188,7 @@ for (const kind of KINDS) {
       // broker.close() races the reservations against the timeout, then gives the pools a second
       // full timeout (broker.ts; reported). Tighten to CLOSE_TIMEOUT + 500 once that is one deadline.
       expect(closeMillis).toBeLessThan(2 * CLOSE_TIMEOUT + 500);
-      expect(await admin(kind, 'select tag from rsv_close')).toEqual([]);
+      expect(await admin(kind, `select tag from ${TABLE}`)).toEqual([]);
     });
   });
 }

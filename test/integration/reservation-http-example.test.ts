@@ -10,9 +10,11 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from 'threadbroker';
-import { KINDS, brokerUrlOf } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, brokerUrlOf } from '../helpers/test-setup.js';
 
 const SERVER = new URL('../../examples/http-transaction/server.mjs', import.meta.url);
+/** The example's table, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `example_items_${BROKER_USER}`;
 
 interface Example {
   url: string;
@@ -20,7 +22,7 @@ interface Example {
   close(): Promise<void>;
 }
 interface ExampleModule {
-  startServer(opts: { config: object; port?: number; host?: string }): Promise<Example>;
+  startServer(opts: { config: object; port?: number; host?: string; table?: string }): Promise<Example>;
 }
 interface Answer {
   status: number;
@@ -53,13 +55,14 @@ for (const kind of KINDS) {
       const { startServer } = (await import(SERVER.href)) as ExampleModule;
       app = await startServer({
         config: { databases: { main: { driver: kind, url: brokerUrlOf(kind), max: 6 } }, reservations: { housekeepingMillis: 50 } },
+        table: TABLE,
       });
     });
 
     beforeEach(async () => {
       // A test that failed half-way may leave its transaction open; end it before cleaning up.
       await until(() => app.broker.stats().databases.main.reserved === 0, 'earlier reservations to end', 2000).catch(() => undefined);
-      await app.broker.connect().query('main', 'delete from example_items');
+      await app.broker.connect().query('main', `delete from ${TABLE}`);
     });
 
     afterAll(async () => {
@@ -76,25 +79,21 @@ for (const kind of KINDS) {
       const reader = (async () => {
         for (let i = 0; i < 20_000 && !stop; i++) {
           const beforeCommit = !committing;
-          const { rows } = await db.query<{ n: unknown }>('main', 'select count(*) as n from example_items');
+          const { rows } = await db.query<{ n: unknown }>('main', `select count(*) as n from ${TABLE}`);
           seen.push({ n: Number(rows[0].n), beforeCommit });
         }
       })();
       try {
-        const T0 = Date.now(); const L = (...a: unknown[]) => console.log('DBG', Date.now() - T0, ...a);
         const first = await post('/transactions', { items: ['a'] });
-        L('first', first);
         expect(first.status).toBe(201);
         const token = first.body.token!;
         expect(await items()).toEqual([]);
         const second = await post('/transactions/items', { items: ['b', 'c'] }, token);
-        L('second', second);
         expect(second.status).toBe(200);
         expect(second.body.thread).not.toBe(first.body.thread);
         expect(await items()).toEqual([]);
         committing = true;
         const third = await post('/transactions/commit', undefined, token);
-        L('third', third, await items(), app.broker.stats());
         expect(third.status).toBe(200);
         expect(third.body.thread).not.toBe(second.body.thread);
         expect(await items()).toEqual(['a', 'b', 'c']);
@@ -156,7 +155,7 @@ describe('examples/http-transaction/server.mjs', () => {
   it('runs on its own and serves a transaction', async () => {
     const kind = KINDS[0];
     const child = spawn(process.execPath, [fileURLToPath(SERVER)], {
-      env: { ...process.env, PORT: '0', DRIVER: kind, DATABASE_URL: brokerUrlOf(kind) },
+      env: { ...process.env, PORT: '0', DRIVER: kind, DATABASE_URL: brokerUrlOf(kind), TABLE },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {

@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, BrokerError, type Db } from 'threadbroker';
 import { RESERVED, SlotTable } from '../../src/slots/slot-table.js';
 import type { EnvData } from '../../src/transport/protocol.js';
-import { KINDS, configFor } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
+
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_lease_${BROKER_USER}`;
 
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const TICK = 50;
@@ -82,22 +85,22 @@ for (const kind of KINDS) {
       broker = await Broker.start(configFor(kind, { max: 4 }, { idleTimeoutMillis: 60_000, maxLifetimeMillis: 120_000, housekeepingMillis: TICK }));
       db = broker.connect();
       table = await slotTableOf(broker);
-      await db.query('db', 'drop table if exists rsv_lease');
-      await db.query('db', 'create table rsv_lease (tag varchar(40))');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (tag varchar(40))`);
     });
 
     afterAll(async () => {
       await broker.close();
     });
 
-    const visible = async (tag: string) => Number((await db.query<{ n: unknown }>('db', `select count(*) as n from rsv_lease where tag = '${tag}'`)).rows[0].n);
+    const visible = async (tag: string) => Number((await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE} where tag = '${tag}'`)).rows[0].n);
     const reserved = () => broker.stats().databases.db.reserved;
 
     it('reclaims an idle reservation within its idle timeout plus one tick, and rolls it back', async () => {
       const idle = 300;
       const r = await db.reserve('db', { idleTimeoutMillis: idle });
       await r.begin();
-      await r.query(`insert into rsv_lease values ('idle')`);
+      await r.query(`insert into ${TABLE} values ('idle')`);
       const token = r.token;
       const t0 = performance.now();
       await until(async () => (await codeOf(db.attach(token))) === 'TOKEN_EXPIRED', 'the idle lease to end');
@@ -116,7 +119,7 @@ for (const kind of KINDS) {
       const t0 = performance.now();
       const r = await db.reserve('db', { idleTimeoutMillis: 0, maxLifetimeMillis: max });
       await r.begin();
-      await r.query(`insert into rsv_lease values ('max')`);
+      await r.query(`insert into ${TABLE} values ('max')`);
       // Two loops, so a statement is always queued on the lease when the housekeeping tick runs.
       const loop = async (): Promise<unknown> => {
         for (let i = 0; i < 200_000; i++) {
@@ -143,8 +146,9 @@ for (const kind of KINDS) {
         const a = new Agent(w);
         await a.ready;
         const granted = a.call('reserve', { key: 'r', opts: { idleTimeoutMillis: 200 } });
-        // Hold the main thread (in the check phase) until the thread's claim is in shared memory and
-        // the housekeeping tick is due: the tick then finds the claim before its announcement.
+        // Hold the main thread (in the check phase) until the thread's lock-free claim is in shared
+        // memory and the housekeeping tick is due: the tick then adopts the claim before anything
+        // from the thread reaches the broker, and must take the claimer's times from the slot.
         await new Promise<void>((resolve) => setImmediate(() => {
           const start = Date.now();
           while (table.state(0, 0) !== RESERVED && Date.now() - start < 5000) { /* spin: the claim is lock-free */ }

@@ -10,7 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, BrokerError, type Db } from 'threadbroker';
 import { SlotTable } from '../../src/slots/slot-table.js';
 import type { EnvData } from '../../src/transport/protocol.js';
-import { KINDS, configFor } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
+
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_lim_${BROKER_USER}`;
 
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 
@@ -74,8 +77,8 @@ for (const kind of KINDS) {
       broker = await Broker.start(configFor(kind, { max: 4 }));
       db = broker.connect();
       table = await slotTableOf(broker);
-      await db.query('db', 'drop table if exists rsv_lim');
-      await db.query('db', 'create table rsv_lim (tag varchar(40))');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (tag varchar(40))`);
       for (let i = 0; i < 11; i++) workers.push(broker.worker(AGENT, { workerData: { agent: true } }));
       agents.push(...workers.map((w) => new Agent(w)));
       await Promise.all(agents.map((a) => a.ready));
@@ -86,7 +89,7 @@ for (const kind of KINDS) {
       await broker.close();
     });
 
-    const tags = async () => (await db.query<{ tag: string }>('db', 'select tag from rsv_lim order by tag')).rows.map((r) => r.tag);
+    const tags = async () => (await db.query<{ tag: string }>('db', `select tag from ${TABLE} order by tag`)).rows.map((r) => r.tag);
     const reserved = () => broker.stats().databases.db.reserved;
 
     it('never accepts a released slot\'s token again, however often the slot is reused (ABA)', async () => {
@@ -113,25 +116,25 @@ for (const kind of KINDS) {
       const r2 = await db.reserve('db');
       expect(r2.token.split('.')[3]).toBe(r1.token.split('.')[3]); // the same slot, reused
       await r2.begin();
-      await r2.query(`insert into rsv_lim values ('r2')`);
+      await r2.query(`insert into ${TABLE} values ('r2')`);
       // B's handle names the old generation: every use is refused, none reaches r2's connection.
-      expect(await codeOf(B.call('query', { key: 'stale', sql: `insert into rsv_lim values ('stale')` }))).toBe('TOKEN_EXPIRED');
+      expect(await codeOf(B.call('query', { key: 'stale', sql: `insert into ${TABLE} values ('stale')` }))).toBe('TOKEN_EXPIRED');
       expect(await codeOf(B.call('commit', { key: 'stale' }))).toBe('TOKEN_EXPIRED');
       expect(await codeOf(B.call('rollback', { key: 'stale' }))).toBe('TOKEN_EXPIRED');
       expect(await codeOf(B.call('release', { key: 'stale' }))).toBe('TOKEN_EXPIRED');
       expect(await B.call('released', { key: 'stale' })).toBe(true);
-      expect((await r2.query('select tag from rsv_lim')).rows).toEqual([{ tag: 'r2' }]);
+      expect((await r2.query(`select tag from ${TABLE}`)).rows).toEqual([{ tag: 'r2' }]);
       await r2.commit();
       await r2.release();
       expect(await tags()).toEqual(['r2']);
-      await db.query('db', 'delete from rsv_lim');
+      await db.query('db', `delete from ${TABLE}`);
     });
 
     it('ends a token with its transaction: after commit or rollback the old token is refused, the handle goes on', async () => {
       const r = await db.reserve('db');
       for (const end of ['commit', 'rollback'] as const) {
         await r.begin();
-        await r.query(`insert into rsv_lim values ('${end}')`);
+        await r.query(`insert into ${TABLE} values ('${end}')`);
         const before = r.token;
         await r[end]();
         const after = r.token;
@@ -142,7 +145,7 @@ for (const kind of KINDS) {
       }
       await r.release();
       expect(await tags()).toEqual(['commit']);
-      await db.query('db', 'delete from rsv_lim');
+      await db.query('db', `delete from ${TABLE}`);
     });
 
     it('answers a second release with TOKEN_EXPIRED, locally and through another handle', async () => {
@@ -157,18 +160,18 @@ for (const kind of KINDS) {
     it('keeps savepoints inside a reservation and refuses a hostile savepoint name', async () => {
       const r = await db.reserve('db');
       await r.begin();
-      await r.query(`insert into rsv_lim values ('a')`);
+      await r.query(`insert into ${TABLE} values ('a')`);
       await r.savepoint('sp1');
-      await r.query(`insert into rsv_lim values ('b')`);
+      await r.query(`insert into ${TABLE} values ('b')`);
       await r.rollbackTo('sp1');
-      await r.query(`insert into rsv_lim values ('c')`);
+      await r.query(`insert into ${TABLE} values ('c')`);
       await r.releaseSavepoint('sp1');
-      expect(await codeOf(r.savepoint('x"; drop table rsv_lim; --'))).toBe('INVALID_ARGUMENT');
+      expect(await codeOf(r.savepoint(`x"; drop table ${TABLE}; --`))).toBe('INVALID_ARGUMENT');
       expect(await codeOf(r.savepoint('1abc'))).toBe('INVALID_ARGUMENT');
       await r.commit();
       await r.release();
       expect(await tags()).toEqual(['a', 'c']);
-      await db.query('db', 'delete from rsv_lim');
+      await db.query('db', `delete from ${TABLE}`);
     });
 
     it('answers POOL_DEADLOCK at once to a holder asking for another reservation while none is free', async () => {
@@ -203,6 +206,16 @@ for (const kind of KINDS) {
       await B.call('release', { key: 'one' });
       expect(reserved()).toBe(0);
       expect(table.waiters(0)).toBe(0);
+    });
+
+    it('answers POOL_DEADLOCK at once also when the holder never used its reservations (the broker has not seen them)', async () => {
+      const H = agents[1];
+      const t0 = performance.now();
+      const hoard = await H.call<{ granted: number; refused: Record<string, number> }>('reserveMany', { key: 'u', n: 4, opts: { waitMillis: 10_000 } });
+      expect(hoard).toEqual({ granted: 3, refused: { POOL_DEADLOCK: 1 } });
+      expect(performance.now() - t0).toBeLessThan(1000);
+      for (let i = 0; i < 3; i++) await H.call('release', { key: `u${i}` });
+      expect(reserved()).toBe(0);
     });
 
     it('gives a hoarder at most maxReserved reservations while 8 threads keep their plain queries served', async () => {

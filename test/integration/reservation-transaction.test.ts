@@ -6,7 +6,10 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Broker, BrokerError, type Db } from 'threadbroker';
-import { KINDS, configFor } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
+
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_acct_${BROKER_USER}`;
 
 /** A one-shot gate: `open()` once, `wait` resolves from then on. */
 function latch(): { open: () => void; wait: Promise<void> } {
@@ -28,24 +31,24 @@ for (const kind of KINDS) {
     beforeAll(async () => {
       broker = await Broker.start(configFor(kind, { max: 4 }));
       db = broker.connect();
-      await db.query('db', 'drop table if exists rsv_acct');
-      await db.query('db', 'create table rsv_acct (id int primary key, v int not null)');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (id int primary key, v int not null)`);
     });
 
     beforeEach(async () => {
-      await db.query('db', 'delete from rsv_acct');
-      await db.query('db', 'insert into rsv_acct values (1, 0), (2, 0)');
+      await db.query('db', `delete from ${TABLE}`);
+      await db.query('db', `insert into ${TABLE} values (1, 0), (2, 0)`);
     });
 
     afterAll(async () => {
       await broker.close();
     });
 
-    const values = async () => (await db.query<{ v: number }>('db', 'select v from rsv_acct order by id')).rows.map((r) => Number(r.v));
+    const values = async () => (await db.query<{ v: number }>('db', `select v from ${TABLE} order by id`)).rows.map((r) => Number(r.v));
 
     it('commits when fn returns and hands back its value', async () => {
       const out = await db.transaction('db', async (tx) => {
-        await tx.query('update rsv_acct set v = 5 where id = 1');
+        await tx.query(`update ${TABLE} set v = 5 where id = 1`);
         expect(await values()).toEqual([0, 0]); // not visible outside before the commit
         return 'done';
       });
@@ -57,7 +60,7 @@ for (const kind of KINDS) {
     it('rolls back when fn throws and rethrows the same error', async () => {
       const boom = new Error('boom');
       const err = await db.transaction('db', async (tx) => {
-        await tx.query('update rsv_acct set v = 7 where id = 1');
+        await tx.query(`update ${TABLE} set v = 7 where id = 1`);
         throw boom;
       }).catch((e: unknown) => e);
       expect(err).toBe(boom);
@@ -69,8 +72,8 @@ for (const kind of KINDS) {
       let attempts = 0;
       const err = await db.transaction('db', async (tx) => {
         attempts++;
-        await tx.query('update rsv_acct set v = 1 where id = 1');
-        await tx.query('insert into rsv_acct values (2, 0)'); // duplicate key
+        await tx.query(`update ${TABLE} set v = 1 where id = 1`);
+        await tx.query(`insert into ${TABLE} values (2, 0)`); // duplicate key
       }, { retries: 3 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BrokerError);
       expect((err as BrokerError).code).toBe('DATABASE_ERROR');
@@ -82,7 +85,7 @@ for (const kind of KINDS) {
       let attempts = 0;
       const err = await db.transaction('db', async (tx) => {
         attempts++;
-        await tx.query('update rsv_acct set v = v + 1 where id = 1');
+        await tx.query(`update ${TABLE} set v = v + 1 where id = 1`);
         await tx.query(forced);
       }, { retries: 2 }).catch((e: unknown) => e);
       expect(attempts).toBe(3);
@@ -102,20 +105,20 @@ for (const kind of KINDS) {
         const aDone = latch();
         let attemptsB = 0;
         const a = db.transaction('db', async (tx) => {
-          await tx.query('select v from rsv_acct where id = 1');
+          await tx.query(`select v from ${TABLE} where id = 1`);
           aRead.open();
           await bRead.wait;
-          await tx.query('update rsv_acct set v = v + 1 where id = 1');
+          await tx.query(`update ${TABLE} set v = v + 1 where id = 1`);
         }, { isolation: 'serializable' }).finally(aDone.open);
         const b = db.transaction('db', async (tx) => {
           attemptsB++;
-          await tx.query('select v from rsv_acct where id = 1');
+          await tx.query(`select v from ${TABLE} where id = 1`);
           if (attemptsB === 1) {
             await aRead.wait;
             bRead.open();
             await aDone.wait;
           }
-          await tx.query('update rsv_acct set v = v + 10 where id = 1');
+          await tx.query(`update ${TABLE} set v = v + 10 where id = 1`);
         }, { isolation: 'serializable', retries });
         const [ra, rb] = await Promise.allSettled([a, b]);
         return { ra, rb, attemptsB };
@@ -147,12 +150,12 @@ for (const kind of KINDS) {
           db.transaction('db', async (tx) => {
             attempts++;
             attemptsOf[name]++;
-            await tx.query(`update rsv_acct set v = v + ${add} where id = ${first}`);
+            await tx.query(`update ${TABLE} set v = v + ${add} where id = ${first}`);
             if (attemptsOf[name] === 1) {
               mine.open();
               await theirs;
             }
-            await tx.query(`update rsv_acct set v = v + ${add} where id = ${second}`);
+            await tx.query(`update ${TABLE} set v = v + ${add} where id = ${second}`);
           }, { retries: 2 });
         const results = await Promise.allSettled([run('a', 1, 2, 1, aLocked, bLocked.wait), run('b', 2, 1, 10, bLocked, aLocked.wait)]);
         expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);

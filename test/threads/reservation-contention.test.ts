@@ -12,7 +12,10 @@ import type { DriverKind } from '../../src/config/types.js';
 import { SlotTable } from '../../src/slots/slot-table.js';
 import type { EnvData } from '../../src/transport/protocol.js';
 import { ConnectionMonitor } from '../helpers/monitor.js';
-import { KINDS, configFor } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
+
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_holders_${BROKER_USER}`;
 
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const THREADS = 16;
@@ -81,8 +84,8 @@ for (const kind of KINDS) {
       broker = await Broker.start(configFor(kind, { max: 4 }));
       db = broker.connect();
       table = await slotTableOf(broker);
-      await db.query('db', 'drop table if exists rsv_holders');
-      await db.query('db', 'create table rsv_holders (sid bigint primary key, holder int not null)');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (sid bigint primary key, holder int not null)`);
       workers = Array.from({ length: THREADS }, () => broker.worker(AGENT, { workerData: { agent: true } }));
       agents = workers.map((w) => new Agent(w));
       await Promise.all(agents.map((a) => a.ready));
@@ -98,14 +101,14 @@ for (const kind of KINDS) {
     /** Takes the reservation on the server: the holder's session id goes into the keyed table. */
     async function occupy(i: number): Promise<number> {
       const a = agents[i];
-      await a.call('query', { key: 'r', sql: `insert into rsv_holders values (${sid(kind)}, ${i})` });
-      const rows = await a.call<{ n: unknown; s: unknown }[]>('query', { key: 'r', sql: `select count(*) as n, max(case when holder = ${i} then sid end) as s from rsv_holders` });
+      await a.call('query', { key: 'r', sql: `insert into ${TABLE} values (${sid(kind)}, ${i})` });
+      const rows = await a.call<{ n: unknown; s: unknown }[]>('query', { key: 'r', sql: `select count(*) as n, max(case when holder = ${i} then sid end) as s from ${TABLE}` });
       expect(Number(rows[0].n)).toBeLessThanOrEqual(3);
       return Number(rows[0].s);
     }
 
     async function vacate(i: number): Promise<void> {
-      await agents[i].call('query', { key: 'r', sql: `delete from rsv_holders where holder = ${i}` });
+      await agents[i].call('query', { key: 'r', sql: `delete from ${TABLE} where holder = ${i}` });
       await agents[i].call('release', { key: 'r' });
     }
 
@@ -147,7 +150,7 @@ for (const kind of KINDS) {
       }
       for (const i of order) await vacate(i);
       expect(broker.stats().databases.db.reserved).toBe(0);
-      expect(Number((await db.query<{ n: unknown }>('db', 'select count(*) as n from rsv_holders')).rows[0].n)).toBe(0);
+      expect(Number((await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE}`)).rows[0].n)).toBe(0);
     });
 
     it('never double-grants when all 16 threads reserve, hold and release at will', async () => {
@@ -166,7 +169,7 @@ for (const kind of KINDS) {
       }));
       expect(maxHeld).toBeLessThanOrEqual(3);
       expect(broker.stats().databases.db.reserved).toBe(0);
-      expect(Number((await db.query<{ n: unknown }>('db', 'select count(*) as n from rsv_holders')).rows[0].n)).toBe(0);
+      expect(Number((await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE}`)).rows[0].n)).toBe(0);
       // The cap oracle: the broker's sessions on the server never exceeded max.
       expect(monitor.max).toBeLessThanOrEqual(4);
       expect(monitor.samples).toBeGreaterThan(0);

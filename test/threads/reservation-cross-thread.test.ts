@@ -9,7 +9,10 @@ import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, type Db } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
-import { KINDS, configFor, ph } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor, ph } from '../helpers/test-setup.js';
+
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_cross_${BROKER_USER}`;
 
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 
@@ -53,8 +56,8 @@ for (const kind of KINDS) {
     beforeAll(async () => {
       broker = await Broker.start(configFor(kind, { max: 4 }));
       db = broker.connect();
-      await db.query('db', 'drop table if exists rsv_cross');
-      await db.query('db', 'create table rsv_cross (id int primary key, who varchar(10))');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (id int primary key, who varchar(10))`);
     });
 
     afterAll(async () => {
@@ -83,24 +86,24 @@ for (const kind of KINDS) {
       const reader = (async () => {
         for (let i = 0; i < 10_000 && !stop; i++) {
           const startedBeforeCommit = !committing;
-          const { rows } = await db.query<{ n: unknown }>('db', 'select count(*) as n from rsv_cross');
+          const { rows } = await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE}`);
           seen.push({ n: Number(rows[0].n), startedBeforeCommit });
         }
       })();
-      const count = async () => Number((await db.query<{ n: unknown }>('db', 'select count(*) as n from rsv_cross')).rows[0].n);
+      const count = async () => Number((await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE}`)).rows[0].n);
 
       await A.call('reserve', { key: 'r' });
       await A.call('begin', { key: 'r' });
-      await A.call('query', { key: 'r', sql: `insert into rsv_cross values (1, ${ph(kind, 1)})`, params: ['A'] });
+      await A.call('query', { key: 'r', sql: `insert into ${TABLE} values (1, ${ph(kind, 1)})`, params: ['A'] });
       const sidA = (await A.call<{ sid: unknown }[]>('query', { key: 'r', sql: sessionSql(kind) }))[0].sid;
       const token = await A.call<string>('token', { key: 'r' });
       expect(await count()).toBe(0);
 
       await B.call('attach', { key: 'r', token });
-      await B.call('query', { key: 'r', sql: `insert into rsv_cross values (2, ${ph(kind, 1)})`, params: ['B'] });
+      await B.call('query', { key: 'r', sql: `insert into ${TABLE} values (2, ${ph(kind, 1)})`, params: ['B'] });
       const sidB = (await B.call<{ sid: unknown }[]>('query', { key: 'r', sql: sessionSql(kind) }))[0].sid;
       // B sees A's uncommitted row: the same connection, the same transaction.
-      expect(await B.call('query', { key: 'r', sql: 'select id from rsv_cross order by id' })).toEqual([{ id: 1 }, { id: 2 }]);
+      expect(await B.call('query', { key: 'r', sql: `select id from ${TABLE} order by id` })).toEqual([{ id: 1 }, { id: 2 }]);
       expect(await count()).toBe(0);
 
       await C.call('attach', { key: 'r', token });
@@ -124,7 +127,7 @@ for (const kind of KINDS) {
       expect(seen.every((s) => s.n === 0 || s.n === 2)).toBe(true);
       expect(seen.filter((s) => s.startedBeforeCommit).every((s) => s.n === 0)).toBe(true);
       expect(broker.stats().databases.db.reserved).toBe(0);
-      expect((await db.query('db', 'select who from rsv_cross order by id')).rows).toEqual([{ who: 'A' }, { who: 'B' }]);
+      expect((await db.query('db', `select who from ${TABLE} order by id`)).rows).toEqual([{ who: 'A' }, { who: 'B' }]);
 
       for (const a of agents) void a.call('done').catch(() => undefined);
       const ended = (await Promise.all(tasks)) as { threadId: number }[];

@@ -14,6 +14,9 @@ import { Broker, type Db } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
 import { BROKER_USER, KINDS, configFor, urlOf } from '../helpers/test-setup.js';
 
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_death_${BROKER_USER}`;
+
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 
 /** The test's end of an rsv-agent: one command, one answer. */
@@ -88,14 +91,14 @@ for (const kind of KINDS) {
     beforeAll(async () => {
       broker = await Broker.start(configFor(kind, { max: 4 }));
       db = broker.connect();
-      await db.query('db', 'drop table if exists rsv_death');
-      await db.query('db', 'create table rsv_death (tag varchar(40) primary key)');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (tag varchar(40) primary key)`);
       // Another thread that works throughout, with a reservation of its own (no open transaction).
       survivorWorker = broker.worker(AGENT, { workerData: { agent: true } });
       survivor = new Agent(survivorWorker);
       await survivor.ready;
       await survivor.call('reserve', { key: 'mine' });
-      await survivor.call('query', { key: 'mine', sql: `insert into rsv_death values ('survivor')` });
+      await survivor.call('query', { key: 'mine', sql: `insert into ${TABLE} values ('survivor')` });
     });
 
     afterAll(async () => {
@@ -103,7 +106,7 @@ for (const kind of KINDS) {
       await broker.close();
     });
 
-    const visible = async (tag: string) => Number((await db.query<{ n: unknown }>('db', `select count(*) as n from rsv_death where tag = '${tag}'`)).rows[0].n);
+    const visible = async (tag: string) => Number((await db.query<{ n: unknown }>('db', `select count(*) as n from ${TABLE} where tag = '${tag}'`)).rows[0].n);
 
     async function dieHolding(how: Death, handOver: boolean, lease: Record<string, number> = {}): Promise<{ tag: string; token?: string; t0: number }> {
       const limits: ResourceLimits | undefined = how === 'oom' ? { maxOldGenerationSizeMb: 24, maxYoungGenerationSizeMb: 8 } : undefined;
@@ -114,11 +117,11 @@ for (const kind of KINDS) {
       const tag = `${how}-${handOver ? 'handed' : 'unread'}`;
       await a.call('reserve', { key: 'r', opts: lease });
       await a.call('begin', { key: 'r' });
-      await a.call('query', { key: 'r', sql: `insert into rsv_death values ('${tag}')` });
+      await a.call('query', { key: 'r', sql: `insert into ${TABLE} values ('${tag}')` });
       const token = handOver ? await a.call<string>('token', { key: 'r' }) : undefined;
       // A statement in flight and one queued behind it, never answered.
       void a.call('query', { key: 'r', sql: sleepSql(kind, 0.2) }).catch(() => undefined);
-      void a.call('query', { key: 'r', sql: `insert into rsv_death values ('${tag}-late')` }).catch(() => undefined);
+      void a.call('query', { key: 'r', sql: `insert into ${TABLE} values ('${tag}-late')` }).catch(() => undefined);
       const exited = new Promise<number>((r) => w.once('exit', r));
       const t0 = Date.now();
       if (how === 'terminate') void w.terminate();
@@ -139,7 +142,7 @@ for (const kind of KINDS) {
         await until(async () => (await openTransactions(kind)) === 0, 'no open transaction for the broker login');
         // The others keep working: plain queries, the survivor's own reservation, new reservations.
         expect(await survivor.call('query', { sql: 'select 1 as one' })).toEqual([{ one: 1 }]);
-        const mine = await survivor.call<{ n: unknown }[]>('query', { key: 'mine', sql: `select count(*) as n from rsv_death where tag = 'survivor'` });
+        const mine = await survivor.call<{ n: unknown }[]>('query', { key: 'mine', sql: `select count(*) as n from ${TABLE} where tag = 'survivor'` });
         expect(Number(mine[0].n)).toBe(1);
         const r = await db.reserve('db', { waitMillis: 1000 });
         await r.query('select 1');
@@ -158,13 +161,13 @@ for (const kind of KINDS) {
       await a.call('query', { key: 'unread', sql: 'select 1' });
       await a.call('reserve', { key: 'r' });
       await a.call('begin', { key: 'r' });
-      await a.call('query', { key: 'r', sql: `insert into rsv_death values ('handed')` });
+      await a.call('query', { key: 'r', sql: `insert into ${TABLE} values ('handed')` });
       const token = await a.call<string>('token', { key: 'r' });
       expect(broker.stats().databases.db.reserved).toBe(3);
       await w.terminate();
       await until(() => broker.stats().databases.db.reserved === 2, 'the unread reservation to be freed');
       const r = await db.attach(token);
-      expect((await r.query(`select tag from rsv_death where tag = 'handed'`)).rows).toEqual([{ tag: 'handed' }]);
+      expect((await r.query(`select tag from ${TABLE} where tag = 'handed'`)).rows).toEqual([{ tag: 'handed' }]);
       expect(await visible('handed')).toBe(0);
       await r.commit();
       await r.release();
@@ -189,7 +192,7 @@ for (const kind of KINDS) {
       const first = await a.ready;
       await a.call('reserve', { key: 'r' });
       await a.call('begin', { key: 'r' });
-      await a.call('query', { key: 'r', sql: `insert into rsv_death values ('piscina')` });
+      await a.call('query', { key: 'r', sql: `insert into ${TABLE} values ('piscina')` });
       void a.call('die', { how: 'exit' }).catch(() => undefined);
       expect(String(await task)).toMatch(/exited/);
       await until(() => broker.stats().databases.db.reserved === 1, 'the piscina thread\'s slot to be freed');

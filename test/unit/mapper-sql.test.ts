@@ -98,6 +98,8 @@ describe('SQL builder', () => {
       ['limit not integer', () => selectWhere(pg, {}, { limit: 1.5 })],
       ['key object', () => selectByKey(pg, { id: 1 })],
       ['key null', () => selectByKey(pg, null)],
+      ['undefined where value', () => selectWhere(pg, { id: undefined })],
+      ['undefined operator value', () => countWhere(pg, { id: { gt: undefined } })],
     ];
     for (const [what, fn] of cases) expect(codeOf(fn), what).toBe('INVALID_ARGUMENT');
   });

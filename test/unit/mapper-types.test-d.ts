@@ -1,10 +1,12 @@
 import { describe, expectTypeOf, it } from 'vitest';
-import type { ChangeNotice, Db, DatabaseHandle, Model, Reservation, Where } from 'threadbroker/worker';
+import type { BrokerConfig } from 'threadbroker';
+import { generateTypes, type ChangeNotice, type Db, type DatabaseHandle, type Model, type Reservation, type Where } from 'threadbroker/worker';
 
 interface User { id: number; name: string; email: string | null; version: number }
 
 declare const db: Db;
 declare const r: Reservation;
+declare const config: BrokerConfig;
 
 describe('mapper types', () => {
   it('types a model by its generic', () => {
@@ -34,5 +36,9 @@ describe('mapper types', () => {
     void users.find({}, { orderBy: 'nope' });
     // @ts-expect-error not an attribute to insert
     void users.insert({ isAdmin: true });
+  });
+
+  it('generates types from a loaded config', () => {
+    expectTypeOf(generateTypes(config)).toEqualTypeOf<string>();
   });
 });

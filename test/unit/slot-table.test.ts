@@ -143,6 +143,28 @@ describe('slot table', () => {
     expect(CLAIMING).not.toBe(RESERVED);
   });
 
+  it('stores the lease times a claimer asked for, and "default" otherwise', () => {
+    const t = new SlotTable([3]);
+    t.claim(0, 1, 0, true, { idleMillis: 250, maxMillis: 0 });
+    t.claim(0, 1, 0, true, { idleMillis: NaN });
+    t.claim(0, 1, 0);
+    expect(t.leaseTimes(0, 0)).toEqual({ idleMillis: 250, maxMillis: 0 });
+    expect(t.leaseTimes(0, 1)).toEqual({ idleMillis: NaN, maxMillis: NaN });
+    expect(t.leaseTimes(0, 2)).toEqual({ idleMillis: NaN, maxMillis: NaN });
+  });
+
+  it('gives every claim a fresh 128-bit nonce (pooled CSPRNG bytes, never reused)', () => {
+    const t = new SlotTable([1]);
+    const seen = new Set<string>();
+    for (let i = 0; i < 5000; i++) {
+      const c = t.claim(0, 1, 0)!;
+      seen.add(Buffer.from(t.nonce(0, 0)).toString('hex'));
+      t.retire(c);
+      t.free(0, 0);
+    }
+    expect(seen.size).toBe(5000);
+  });
+
   it('never grants one slot to two threads at once (4 threads × 20,000 claims on 2 slots)', async () => {
     const t = new SlotTable([2]);
     const occupancy = new SharedArrayBuffer(8);

@@ -17,6 +17,9 @@ import { encodeToken } from '../../src/slots/token.js';
 import type { EnvData } from '../../src/transport/protocol.js';
 import { BROKER_USER, KINDS, configFor, urlOf } from '../helpers/test-setup.js';
 
+/** The table of this file, per broker login, so concurrent runs under other logins never share it. */
+const TABLE = `rsv_tok_${BROKER_USER}`;
+
 const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.';
 
@@ -85,8 +88,8 @@ for (const kind of KINDS) {
       db = broker.connect();
       env = await envOf(broker);
       table = new SlotTable(env.slotCounts, env.slots);
-      await db.query('db', 'drop table if exists rsv_tok');
-      await db.query('db', 'create table rsv_tok (v int)');
+      await db.query('db', `drop table if exists ${TABLE}`);
+      await db.query('db', `create table ${TABLE} (v int)`);
       // Genuine tokens made stale in each way the contract names.
       for (let i = 0; i < 5; i++) {
         const released = await db.reserve('db');
@@ -95,7 +98,7 @@ for (const kind of KINDS) {
         for (const end of ['commit', 'rollback'] as const) {
           const r = await db.reserve('db');
           await r.begin();
-          await r.query('insert into rsv_tok values (1)');
+          await r.query(`insert into ${TABLE} values (1)`);
           stale.push(r.token);
           await r[end]();
           await r.release();
@@ -112,7 +115,7 @@ for (const kind of KINDS) {
       // One live reservation with an open transaction, used before the forgeries start.
       const r = await db.reserve('db');
       await r.begin();
-      await r.query('insert into rsv_tok values (2)');
+      await r.query(`insert into ${TABLE} values (2)`);
       live = r.token;
     });
 
@@ -204,7 +207,7 @@ for (const kind of KINDS) {
       expect(JSON.stringify(broker.stats())).toBe(poolBefore);
       // The live reservation was not disturbed.
       const r = await db.attach(live);
-      expect((await r.query('select count(*) as n from rsv_tok where v = 2')).rows.map((x) => Number(x.n))).toEqual([1]);
+      expect((await r.query(`select count(*) as n from ${TABLE} where v = 2`)).rows.map((x) => Number(x.n))).toEqual([1]);
       await r.rollback();
       await r.release();
     });
