@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -58,7 +58,9 @@ const HELP = `usage: node benchmarks/run.mjs [--quick | --smoke] [options]
   --cpu-prof DIR            profile the main thread during every brokered measurement window (node:inspector,
                             as --cpu-prof but only the window); writes .cpuprofile files and prints the top 15
                             self-time functions. Profiling slows the main thread: do not publish those numbers.
-  --no-readme               do not update the table in benchmarks/README.md (full runs update it)`;
+  --no-readme               do not update the table in benchmarks/README.md (full runs update it)
+  --report FILE.json        measure nothing: print and re-render the markdown and SVG of an earlier run next to
+                            it (and, for a full run in benchmarks/results, the README section)`;
 
 function parseArgs(argv) {
   const flags = new Set();
@@ -550,8 +552,26 @@ function gitCommit() {
   }
 }
 
+/** Re-renders an earlier run's report from its JSON. */
+function rerender(file) {
+  const result = JSON.parse(readFileSync(file, 'utf8'));
+  printSummary(result);
+  const dir = dirname(resolve(file));
+  const name = basename(file);
+  writeFileSync(join(dir, `${result.mode}-latest.svg`), chartSvg(result));
+  writeFileSync(join(dir, `${result.mode}-latest.md`), markdownReport(result, name));
+  log(`\nwrote ${join(dir, `${result.mode}-latest.svg`)}\n      ${join(dir, `${result.mode}-latest.md`)}`);
+  if (result.mode === 'full' && dir === join(here, 'results')) updateReadme(markdownReport(result, `results/${name}`, `results/${result.mode}-latest.svg`));
+}
+
 async function main() {
-  const s = parseArgs(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  const r = argv.findIndex((a) => a === '--report' || a.startsWith('--report='));
+  if (r >= 0) {
+    rerender(argv[r].includes('=') ? argv[r].slice('--report='.length) : argv[r + 1]);
+    return;
+  }
+  const s = parseArgs(argv);
   const started = Date.now();
   const result = {
     version: 1,

@@ -42,10 +42,10 @@ export function perQuery(c) {
 
 /** Prints one driver × workload block as it completes. */
 export function printCell(driver, workload, cells, brokeredIds) {
-  const header = ['config', 'q/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'worker ELU', 'node CPU', 'all CPU', 'other CPU', 'errors'];
+  const header = ['config', 'q/s', '±', ...brokeredIds.map((b) => `× ${b}`), 'p50 µs', 'p99 µs', 'mean µs', 'main ELU', 'main CPU', 'main wait', 'main µs/q', 'node µs/q', 'worker ELU', 'other CPU', 'errors'];
   const rows = Object.entries(cells).map(([id, c]) => [
     id, fmtInt(c.throughput), fmtPct(c.spread), ...brokeredIds.map((b) => fmtRatio(c.vsBrokered[b])), fmtUs(c.p50), fmtUs(c.p99), fmtUs(c.mean),
-    fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtPct(c.workerElu), fmtCores(c.procCpu), fmtCores(c.sysCpu), fmtCores(c.otherCpu), String(c.errors + c.wrongRows),
+    fmtPct(c.mainElu), fmtPct(c.mainCpu), fmtPct(c.mainWait), fmtUs(perQuery(c).main), fmtUs(perQuery(c).node), fmtPct(c.workerElu), fmtCores(c.otherCpu), String(c.errors + c.wrongRows),
   ]);
   console.log(`\n${driver} · ${WORKLOAD_TITLES[workload]}\n${table(header, rows)}`);
   for (const [id, c] of Object.entries(cells)) if (c.firstError) console.log(`  ${id}: first error: ${c.firstError}`);
@@ -59,10 +59,18 @@ function headline(result) {
     for (const [w, cells] of Object.entries(d.workloads)) {
       rows.push([driver, WORKLOAD_TITLES[w], ...workers.map((n) => {
         return fmtRatio(cells[`per-worker-${n}`]?.brokeredOver?.[`brokered-${n}`]);
-      }), ...workers.map((n) => fmtPct(cells[`brokered-${n}`]?.mainElu))]);
+      }), ...workers.map((n) => fmtPct(cells[`brokered-${n}`]?.mainElu)), ...workers.map((n) => {
+        const b = cells[`brokered-${n}`];
+        const p = cells[`per-worker-${n}`];
+        return b && p ? fmtRatio(perQuery(b).node / perQuery(p).node) : '–';
+      })]);
     }
   }
-  return { header: ['driver', 'workload', ...workers.map((n) => `brokered ÷ per-worker, ${n} workers`), ...workers.map((n) => `main ELU, brokered-${n}`)], rows };
+  return {
+    header: ['driver', 'workload', ...workers.map((n) => `brokered ÷ per-worker, ${n} workers`), ...workers.map((n) => `main ELU, brokered-${n}`),
+      ...workers.map((n) => `Node CPU per query, brokered-${n} ÷ per-worker-${n}`)],
+    rows,
+  };
 }
 
 /** Prints the end-of-run summary. */
@@ -95,7 +103,8 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
     `${e.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. ${s.rounds} interleaved rounds of ${s.warmupSeconds} s warm-up + ${s.measureSeconds} s ` +
     `measurement per configuration and workload; ${s.callers} callers; \`max: ${s.max}\`. Raw numbers: \`${jsonRef}\`.`);
   out.push('');
-  out.push('**Brokered ÷ per-worker pools** at the same total connections (median of the per-round ratios; the goal of issue 8 is ≥ 1.00):');
+  out.push('**Brokered ÷ per-worker pools** at the same total connections: throughput (median of the per-round ratios; the goal of issue 8 is ≥ 1.00), ' +
+    'the main thread\'s event-loop utilisation under the broker, and how much more CPU the whole Node process spends per query with the broker than with per-worker pools:');
   out.push('');
   const h = headline(result);
   out.push(mdTable(h.header, h.rows));

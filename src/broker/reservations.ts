@@ -324,8 +324,10 @@ export class Reservations {
       if (conn !== undefined) {
         try {
           if (conn.needsReset()) await conn.reset();
+          // A reservation may have changed session state; the next user of the connection must not see it.
           const teardown = lease.pool.driver.reservedTeardownSql;
-          if (teardown !== undefined) await conn.query(teardown, undefined);
+          if (conn.resetSession !== undefined) await conn.resetSession();
+          else if (teardown !== undefined) await conn.query(teardown, undefined);
           lease.pool.release(conn);
         } catch {
           lease.pool.destroy(conn);

@@ -40,6 +40,12 @@ export interface DriverConnection {
   needsReset(): boolean;
   /** Rolls back an open transaction and restores session defaults. */
   reset(): Promise<void>;
+  /**
+   * Resets all session state (settings, variables, locks, temporary tables), when the kind can do
+   * it in one step; used when a reserved connection goes back to the pool. Without it the
+   * driver's `reservedTeardownSql` runs.
+   */
+  resetSession?(): Promise<void>;
   /** Called once when the connection breaks while idle or busy (server kill, socket error). */
   onBroken(listener: (err: Error) => void): void;
   /** Graceful close; never rejects. */

@@ -4,7 +4,8 @@
  * whose token it never read, with an open transaction that wrote a row, a statement in flight and
  * another queued. The row never becomes visible, no `idle in transaction` session stays behind for
  * the broker login, the slot is freed, and other threads keep working. A reservation whose token
- * was read (handed over) survives its thread's death and lives by its lease.
+ * was read (handed over) survives its thread's death and lives by its lease. And (F2) a reserved
+ * session killed by the server answers TX_CONNECTION_LOST at once, never a hang.
  */
 import { MessageChannel, type MessagePort, type Worker, type ResourceLimits } from 'node:worker_threads';
 import mysql from 'mysql2/promise';
@@ -73,6 +74,26 @@ async function openTransactions(kind: DriverKind): Promise<number> {
   try {
     const [rows] = await c.query(`select count(*) as n from information_schema.innodb_trx t join information_schema.processlist p on p.id = t.trx_mysql_thread_id where p.user = ?`, [BROKER_USER]);
     return Number((rows as { n: number }[])[0].n);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Runs one statement as the admin user. */
+async function adminQuery(kind: DriverKind, sql: string): Promise<void> {
+  if (kind === 'pg') {
+    const c = new pg.Client({ connectionString: urlOf('pg') });
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end();
+    }
+    return;
+  }
+  const c = await mysql.createConnection(urlOf('mysql'));
+  try {
+    await c.query(sql);
   } finally {
     await c.end();
   }
@@ -182,6 +203,29 @@ for (const kind of KINDS) {
       await expect(db.attach(token!)).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
       expect(await visible(tag)).toBe(0);
       await until(async () => (await openTransactions(kind)) === 0, 'no open transaction for the broker login');
+    });
+
+    it('answers TX_CONNECTION_LOST at once when the server kills the reserved session mid-transaction (F2)', async () => {
+      const r = await db.reserve('db', { idleTimeoutMillis: 300 });
+      await r.begin();
+      await r.query(`insert into ${TABLE} values ('killed')`);
+      const sid = Number((await r.query<{ s: unknown }>(kind === 'pg' ? 'select pg_backend_pid() as s' : 'select connection_id() as s')).rows[0].s);
+      await adminQuery(kind, kind === 'pg' ? `select pg_terminate_backend(${sid})` : `kill ${sid}`);
+      const t0 = performance.now();
+      expect(await r.query('select 1').then(() => 'OK', (e: { code: string }) => e.code)).toBe('TX_CONNECTION_LOST');
+      expect(await r.query('select 1').then(() => 'OK', (e: { code: string }) => e.code)).toBe('TX_CONNECTION_LOST');
+      expect(await r.commit().then(() => 'OK', (e: { code: string }) => e.code)).toBe('TX_CONNECTION_LOST');
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect(await visible('killed')).toBe(0);
+      // The holder learns it and releases; the lost connection was destroyed, not pooled.
+      await r.release();
+      expect(broker.stats().databases.db.reserved).toBe(1);
+      // Abandoned instead: the lease ends it.
+      const a = await db.reserve('db', { idleTimeoutMillis: 200 });
+      const asid = Number((await a.query<{ s: unknown }>(kind === 'pg' ? 'select pg_backend_pid() as s' : 'select connection_id() as s')).rows[0].s);
+      await adminQuery(kind, kind === 'pg' ? `select pg_terminate_backend(${asid})` : `kill ${asid}`);
+      expect(await a.query('select 1').then(() => 'OK', (e: { code: string }) => e.code)).toBe('TX_CONNECTION_LOST');
+      await until(() => broker.stats().databases.db.reserved === 1, 'the abandoned lease to end');
     });
 
     it('frees the reservation of a piscina task whose thread exits, and piscina keeps serving', async () => {

@@ -26,6 +26,8 @@ interface MysqlConn {
   on(event: 'error' | 'end', listener: (err?: MysqlError) => void): unknown;
   end(cb?: (err?: unknown) => void): void;
   destroy(): void;
+  /** COM_RESET_CONNECTION; mysql2 also forgets its prepared statements. */
+  reset(cb: (err: MysqlError | null) => void): void;
   /** The socket (a net.Socket). */
   stream?: { destroyed: boolean; once(event: 'close', listener: () => void): unknown };
 }
@@ -149,6 +151,26 @@ class MysqlConnection implements DriverConnection {
 
   needsReset(): boolean {
     return this.#inTransaction || this.#autocommitOff;
+  }
+
+  /**
+   * Resets everything a session may carry (user variables, session settings, temporary tables,
+   * locks, an open transaction) with COM_RESET_CONNECTION, keeping the connection.
+   */
+  resetSession(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#conn.reset((err) => {
+        if (err) {
+          const out = mysqlError(this.#db, err);
+          if (out.code === 'CONNECTION_LOST') this.#markBroken(new Error(out.message));
+          reject(out);
+          return;
+        }
+        this.#inTransaction = false;
+        this.#autocommitOff = false;
+        resolve();
+      });
+    });
   }
 
   async reset(): Promise<void> {
