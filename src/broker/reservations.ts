@@ -375,10 +375,19 @@ export class Reservations {
     return n;
   }
 
+  /**
+   * True when `thread` holds a reservation of `db` it could be waiting on. Fix: one whose token was
+   * read (handed over) does not count — it lives by its lease and is ended by whoever holds the
+   * token (another thread, a later HTTP request), so waiting cannot wait on itself. Before, a
+   * piscina worker that had started one HTTP transaction got POOL_DEADLOCK for every new one while
+   * the slots were taken, instead of waiting its turn (the wait is bounded by waitMillis anyway).
+   */
   #holdsLease(thread: number, db: number): boolean {
     // Lock-free claims count too: a thread's claims are adopted before it is asked about them.
     this.#adoptAll(db);
-    for (const l of this.#leases[db]) if (l !== undefined && !l.ending && l.owner === thread) return true;
+    for (const l of this.#leases[db]) {
+      if (l !== undefined && !l.ending && l.owner === thread && !this.#table.handed(db, l.claim.slot)) return true;
+    }
     return false;
   }
 

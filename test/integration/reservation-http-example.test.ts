@@ -8,8 +8,11 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { threadId } from 'node:worker_threads';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from 'threadbroker';
+import { SlotTable } from '../../src/slots/slot-table.js';
+import type { EnvData } from '../../src/transport/protocol.js';
 import { BROKER_USER, KINDS, brokerUrlOf } from '../helpers/test-setup.js';
 
 const SERVER = new URL('../../examples/http-transaction/server.mjs', import.meta.url);
@@ -36,6 +39,17 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: res.status, body: (await res.json()) as Answer['body'] };
 }
 
+/** The broker's slot table, as a thread sees it (test-only peek through a raw hello). */
+async function slotTableOf(broker: Broker): Promise<SlotTable> {
+  const port = broker.port();
+  const env = await new Promise<EnvData>((resolve) => {
+    port.once('message', (m: { env: EnvData }) => resolve(m.env));
+    port.postMessage({ t: 'hello', v: 1, thread: threadId });
+  });
+  port.close();
+  return new SlotTable(env.slotCounts, env.slots);
+}
+
 async function until(cond: () => boolean | Promise<boolean>, what: string, millis = 5000): Promise<void> {
   const end = Date.now() + millis;
   while (!(await cond())) {
@@ -51,12 +65,15 @@ for (const kind of KINDS) {
     const post = (path: string, body?: unknown, token?: string) => call(app.url, 'POST', path, body, token);
     const items = async () => (await get('/items')).body.items;
 
+    let table: SlotTable;
+
     beforeAll(async () => {
       const { startServer } = (await import(SERVER.href)) as ExampleModule;
       app = await startServer({
         config: { databases: { main: { driver: kind, url: brokerUrlOf(kind), max: 6 } }, reservations: { housekeepingMillis: 50 } },
         table: TABLE,
       });
+      table = await slotTableOf(app.broker);
     });
 
     beforeEach(async () => {
@@ -132,6 +149,27 @@ for (const kind of KINDS) {
       expect(second.body.error!.code).toBe('TOKEN_EXPIRED');
       expect((await post('/transactions/commit', undefined, first.body.token)).status).toBe(410);
       expect(await items()).toEqual([]);
+    });
+
+    it('lets a new transaction wait for a slot on a worker whose earlier transaction was handed to its client', async () => {
+      // max 6: 5 slots. Five open transactions, started round-robin, so every worker owns one.
+      const open = [];
+      for (let i = 0; i < 5; i++) open.push(await post('/transactions', { items: [`t${i}`] }));
+      expect(open.map((o) => o.status)).toEqual([201, 201, 201, 201, 201]);
+      expect(app.broker.stats().databases.main.reserved).toBe(5);
+      // A sixth lands on a worker that owns one of them; it must wait (bounded), not be refused:
+      // that reservation was handed over and another request will end it.
+      let settled = false;
+      const sixth = post('/transactions', { items: ['t5'] }).finally(() => {
+        settled = true;
+      });
+      await until(() => settled || table.waiters(0) === 1, 'the sixth to queue or be answered');
+      expect((await post('/transactions/commit', undefined, open[0].body.token)).status).toBe(200);
+      const got = await sixth;
+      expect(got.status).toBe(201);
+      for (const o of [...open.slice(1), got]) expect((await post('/transactions/rollback', undefined, o.body.token)).status).toBe(200);
+      expect(await items()).toEqual(['t0']);
+      expect(app.broker.stats().databases.main.reserved).toBe(0);
     });
 
     it('answers 400 to a forged or missing token and to bad input, without touching the transaction', async () => {

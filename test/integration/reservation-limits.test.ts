@@ -208,6 +208,25 @@ for (const kind of KINDS) {
       expect(table.waiters(0)).toBe(0);
     });
 
+    it('lets a holder whose reservation was handed over wait its turn instead (another thread ends that one)', async () => {
+      const [A, B, C] = agents;
+      await A.call('reserve', { key: 'given' });
+      const token = await A.call<string>('token', { key: 'given' });
+      await B.call('reserve', { key: 'one' });
+      await C.call('reserve', { key: 'one' });
+      const t0 = performance.now();
+      expect(await codeOf(A.call('reserve', { key: 'more', opts: { waitMillis: 200 } }))).toBe('ACQUIRE_TIMEOUT');
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(195);
+      const waiting = codeOf(A.call('reserve', { key: 'more', opts: { waitMillis: 10_000 } }));
+      const deadline = Date.now() + 5000;
+      while (table.waiters(0) !== 1 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+      const taker = await db.attach(token);
+      await taker.release();
+      expect(await waiting).toBe('OK');
+      for (const [a, key] of [[A, 'more'], [B, 'one'], [C, 'one']] as const) await a.call('release', { key });
+      expect(reserved()).toBe(0);
+    });
+
     it('answers POOL_DEADLOCK at once also when the holder never used its reservations (the broker has not seen them)', async () => {
       const H = agents[1];
       const t0 = performance.now();
