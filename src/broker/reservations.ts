@@ -252,7 +252,13 @@ export class Reservations {
     lease.run({
       run: async () => {
         try {
-          await this.#bind(lease);
+          const conn = await this.#bind(lease);
+          // Fix: BEGIN inside an open transaction only warns on PostgreSQL, but on MySQL/MariaDB
+          // START TRANSACTION silently COMMITs the open one, so a later rollback() undid only the
+          // second half. Refused on both kinds alike; savepoints are the way to nest.
+          if (req.op === 'begin' && conn.needsReset()) {
+            throw Errors.invalidArgument('a transaction is already open on this reservation; commit or roll back first, or use a savepoint');
+          }
           for (const sql of statements) await this.#onConn(lease, (c) => c.query(sql, undefined));
           this.#touch(lease);
           if (!ends) {
@@ -471,6 +477,11 @@ export class Reservations {
     if (peer.thread === 0 && !this.#closed) return; // the main thread is not dead because one of its ports closed
     for (let db = 0; db < this.#table.slotCounts.length; db++) {
       for (let slot = 0; slot < this.#table.slotCounts[db]; slot++) {
+        // A claim the thread died in the middle of (between its two CASes): nobody else can finish it.
+        if (this.#table.claimer(db, slot) === peer.thread && this.#table.abandon(db, slot, peer.thread)) {
+          this.#freeSlot({ db, slot, gen: this.#table.gen(db, slot) });
+          continue;
+        }
         if (this.#table.state(db, slot) !== RESERVED || this.#table.owner(db, slot) !== peer.thread || this.#table.handed(db, slot)) continue;
         const lease = this.#lookup({ db, slot, gen: this.#table.gen(db, slot) });
         if (lease instanceof Lease) void this.end(lease, 'thread-exit');

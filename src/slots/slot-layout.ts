@@ -17,7 +17,7 @@ export const HEADER_MAGIC_OFFSET = 0;
 /** Header word 1: the layout version. */
 export const HEADER_VERSION_OFFSET = 1;
 export const MAGIC = 0x74627331; // 'tbs1'
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** Int32 words per database before its slots. */
 export const DB_FIELDS = 2;
@@ -65,8 +65,25 @@ export const LEASE_DEFAULT = -1;
 
 /** Nobody holds the slot. */
 export const FREE = 0;
-/** A thread won the CAS and is writing owner and nonce; not yet valid. */
-export const CLAIMING = 1;
+/**
+ * A thread won the CAS and is writing owner and nonce; not yet valid. The state word of a slot
+ * being claimed is `claimingState(threadId)` (CLAIMING - threadId), so the claimer is known from
+ * the CAS itself. Fix: it used to be a plain 1 with OWNER written afterwards, so a thread killed
+ * between its two CASes (terminate() can stop JS anywhere) left the slot CLAIMING for good, with
+ * no way to tell whose it was (RELIABILITY.md §1.7: "a lock word set by a worker that then dies
+ * stays set"). Now the broker frees it when that thread's death is seen.
+ */
+export const CLAIMING = -16;
+
+/** The state word of a slot being claimed by `thread`. */
+export function claimingState(thread: number): number {
+  return CLAIMING - thread;
+}
+
+/** The claimer of a slot in state `state`, or undefined when the slot is not being claimed. */
+export function claimerOf(state: number): number | undefined {
+  return state <= CLAIMING ? CLAIMING - state : undefined;
+}
 /** Held: the token is valid while GEN matches. */
 export const RESERVED = 2;
 /** The broker is rolling back and freeing it; tokens are refused. */

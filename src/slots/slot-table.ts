@@ -9,7 +9,7 @@ import { randomFillSync } from 'node:crypto';
 import {
   CLAIMING, DB_FIELDS, DB_WAITERS_OFFSET, FREE, HEADER_MAGIC_OFFSET, HEADER_VERSION_OFFSET, LAYOUT_VERSION, LEASE_DEFAULT, MAGIC,
   RESERVED, RETIRING, SLOT_DEADLINE_OFFSET, SLOT_GEN_OFFSET, SLOT_HANDED_OFFSET, SLOT_IDLE_OFFSET, SLOT_MAX_OFFSET, SLOT_NONCE_OFFSET,
-  SLOT_NONCE_WORDS, SLOT_OWNER_OFFSET, SLOT_STATE_OFFSET, SLOT_STRIDE, dbBase, tableBytes,
+  SLOT_NONCE_WORDS, SLOT_OWNER_OFFSET, SLOT_STATE_OFFSET, SLOT_STRIDE, claimerOf, claimingState, dbBase, tableBytes,
 } from './slot-layout.js';
 
 /** The largest epoch-ms deadline (the last valid `Date`): a lease that never expires. */
@@ -107,9 +107,10 @@ export class SlotTable {
 
   /**
    * Claims any FREE slot of `db` for thread `owner`, or returns undefined when none is free.
-   * Ordering: the CAS FREE→CLAIMING makes this thread the only writer of the slot; owner, nonce
-   * and deadline are written next; the final CAS CLAIMING→RESERVED publishes them (Atomics are
-   * sequentially consistent, so a thread that reads RESERVED also reads the nonce written before).
+   * Ordering: the CAS FREE→CLAIMING(owner) makes this thread the only writer of the slot and
+   * names it; owner, nonce, deadline and lease times are written next; the final CAS
+   * CLAIMING(owner)→RESERVED publishes them (Atomics are sequentially consistent, so a thread that
+   * reads RESERVED also reads the nonce written before).
    */
   claim(db: number, owner: number, deadline: number, fair = true, lease?: Partial<LeaseTimes>): SlotClaim | undefined {
     // Fairness: while the broker has queued waiters, new claims go to the back of its queue.
@@ -118,9 +119,11 @@ export class SlotTable {
     for (let slot = 0; slot < n; slot++) {
       const at = this.#at(db, slot);
       if (Atomics.load(this.#i32, at + SLOT_STATE_OFFSET) !== FREE) continue;
-      if (Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, FREE, CLAIMING) !== FREE) continue;
+      const claiming = claimingState(owner);
+      if (Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, FREE, claiming) !== FREE) continue;
       const gen = this.#fill(at, owner, deadline, lease);
-      Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, CLAIMING, RESERVED);
+      // Only the broker ever moves a CLAIMING slot, and only once this thread is dead.
+      Atomics.compareExchange(this.#i32, at + SLOT_STATE_OFFSET, claiming, RESERVED);
       return { db, slot, gen };
     }
     return undefined;
@@ -221,6 +224,20 @@ export class SlotTable {
     const gen = (Atomics.add(this.#i32, at + SLOT_GEN_OFFSET, 1) + 1) | 0;
     Atomics.store(this.#i32, at + SLOT_HANDED_OFFSET, wasHanded ? (gen + 1) | 0 : gen);
     return gen;
+  }
+
+  /** The thread claiming `db`/`slot` right now (between its two CASes), or undefined. */
+  claimer(db: number, slot: number): number | undefined {
+    return claimerOf(this.state(db, slot));
+  }
+
+  /**
+   * Broker only: CLAIMING(thread)→RETIRING for a claim its thread never finished because it died.
+   * False when the slot is not being claimed by `thread`. The caller then `free`s the slot.
+   */
+  abandon(db: number, slot: number, thread: number): boolean {
+    const claiming = claimingState(thread);
+    return Atomics.compareExchange(this.#i32, this.#at(db, slot) + SLOT_STATE_OFFSET, claiming, RETIRING) === claiming;
   }
 
   /** Broker only: RESERVED→RETIRING for this claim. False when it is not live (already retired). */

@@ -174,6 +174,20 @@ for (const kind of KINDS) {
       await db.query('db', `delete from ${TABLE}`);
     });
 
+    it('refuses begin() inside an open transaction on both kinds (MySQL would silently commit the first half)', async () => {
+      const r = await db.reserve('db');
+      await r.begin();
+      await r.query(`insert into ${TABLE} values ('first-half')`);
+      expect(await codeOf(r.begin())).toBe('INVALID_ARGUMENT');
+      await r.query(`insert into ${TABLE} values ('second-half')`);
+      await r.rollback();
+      expect(await tags()).toEqual([]);
+      // After the transaction ends, begin() works again.
+      await r.begin();
+      await r.rollback();
+      await r.release();
+    });
+
     it('answers POOL_DEADLOCK at once to a holder asking for another reservation while none is free', async () => {
       const [A, B, C, D] = agents;
       for (const a of [A, B, C]) {

@@ -7,12 +7,15 @@
  * was read (handed over) survives its thread's death and lives by its lease. And (F2) a reserved
  * session killed by the server answers TX_CONNECTION_LOST at once, never a hang.
  */
-import { MessageChannel, type MessagePort, type Worker, type ResourceLimits } from 'node:worker_threads';
+import { MessageChannel, threadId, type MessagePort, type Worker, type ResourceLimits } from 'node:worker_threads';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, type Db } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
+import { claimingState, slotBase } from '../../src/slots/slot-layout.js';
+import { FREE, SlotTable } from '../../src/slots/slot-table.js';
+import type { EnvData } from '../../src/transport/protocol.js';
 import { BROKER_USER, KINDS, configFor, urlOf } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
@@ -77,6 +80,17 @@ async function openTransactions(kind: DriverKind): Promise<number> {
   } finally {
     await c.end();
   }
+}
+
+/** The broker's slot table, as a thread sees it (test-only peek through a raw hello). */
+async function slotTableOf(broker: Broker): Promise<SlotTable> {
+  const port = broker.port();
+  const env = await new Promise<EnvData>((resolve) => {
+    port.once('message', (m: { env: EnvData }) => resolve(m.env));
+    port.postMessage({ t: 'hello', v: 1, thread: threadId });
+  });
+  port.close();
+  return new SlotTable(env.slotCounts, env.slots);
 }
 
 /** Runs one statement as the admin user. */
@@ -203,6 +217,23 @@ for (const kind of KINDS) {
       await expect(db.attach(token!)).rejects.toMatchObject({ code: 'TOKEN_EXPIRED' });
       expect(await visible(tag)).toBe(0);
       await until(async () => (await openTransactions(kind)) === 0, 'no open transaction for the broker login');
+    });
+
+    it('frees a slot whose claim its thread never finished (killed between the two CASes)', async () => {
+      const table = await slotTableOf(broker);
+      const w = broker.worker(AGENT, { workerData: { agent: true } });
+      const a = new Agent(w);
+      const thread = await a.ready;
+      const before = broker.stats().databases.db.reserved;
+      // Fault injection: the state the slot is in when its claimer dies after FREE→CLAIMING(thread).
+      const slot = [0, 1, 2].find((s) => table.state(0, s) === FREE)!;
+      expect(Atomics.compareExchange(new Int32Array(table.buffer), slotBase(table.slotCounts, 0, slot), FREE, claimingState(thread))).toBe(FREE);
+      expect(broker.stats().databases.db.reserved).toBe(before + 1);
+      await w.terminate();
+      await until(() => broker.stats().databases.db.reserved === before, 'the abandoned claim to be freed');
+      expect(table.state(0, slot)).toBe(FREE);
+      const all = await Promise.all([0, 1, 2].slice(before).map(() => db.reserve('db', { waitMillis: 1000 })));
+      await Promise.all(all.map((r) => r.release()));
     });
 
     it('answers TX_CONNECTION_LOST at once when the server kills the reserved session mid-transaction (F2)', async () => {

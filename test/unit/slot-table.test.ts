@@ -5,7 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import {
-  DB_FIELDS, HEADER_FIELDS, SLOT_DEADLINE_OFFSET, SLOT_STRIDE, dbBase, slotBase, tableBytes,
+  DB_FIELDS, HEADER_FIELDS, SLOT_DEADLINE_OFFSET, SLOT_STRIDE, claimingState, dbBase, slotBase, tableBytes,
 } from '../../src/slots/slot-layout.js';
 import { CLAIMING, FREE, NEVER, RESERVED, RETIRING, SlotTable } from '../../src/slots/slot-table.js';
 
@@ -140,7 +140,24 @@ describe('slot table', () => {
     t.retire(c);
     expect(() => t.free(0, 0, { owner: 2, deadline: Date.now() + Infinity })).not.toThrow();
     expect(t.state(0, 0)).toBe(RESERVED);
-    expect(CLAIMING).not.toBe(RESERVED);
+  });
+
+  it('names the claimer in the CLAIMING state, so a claim abandoned mid-way can be freed by its owner\'s death', () => {
+    const t = new SlotTable([2]);
+    const view = new Int32Array(t.buffer);
+    // Thread 42 won the first CAS and was killed before the second.
+    view[slotBase([2], 0, 0)] = claimingState(42);
+    expect(t.claimer(0, 0)).toBe(42);
+    expect(t.claimer(0, 1)).toBeUndefined();
+    expect(t.state(0, 0)).toBeLessThanOrEqual(CLAIMING);
+    expect(t.claim(0, 7, 0)!.slot).toBe(1);
+    expect(t.abandon(0, 0, 41)).toBe(false);
+    expect(t.abandon(0, 0, 42)).toBe(true);
+    expect(t.state(0, 0)).toBe(RETIRING);
+    t.free(0, 0);
+    expect(t.claim(0, 7, 0)).toEqual({ db: 0, slot: 0, gen: 1 });
+    expect(claimingState(0)).not.toBe(RETIRING);
+    expect([FREE, RESERVED, RETIRING]).not.toContain(claimingState(0));
   });
 
   it('stores the lease times a claimer asked for, and "default" otherwise', () => {

