@@ -326,7 +326,7 @@ function startSampler(driver, adminUrl) {
       Atomics.store(words, 3, 1);
       await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
       await worker.terminate();
-      return { peak: Atomics.load(words, 1), samples: Atomics.load(words, 2), sampleErrors: Atomics.load(words, 4) };
+      return { peak: Atomics.load(words, 1), samples: Atomics.load(words, 2), sampleErrors: Atomics.load(words, 4), othersPeak: Atomics.load(words, 5) };
     },
   };
 }
@@ -533,7 +533,11 @@ async function runDriver(driver, s) {
     await broker.close();
     ceiling.close();
     const conn = await sampler.stop();
-    out.connections = { max: s.max, serverPeak: conn.peak, samples: conn.samples, sampleErrors: conn.sampleErrors, sampler: sampler.error?.message };
+    out.connections = {
+      max: s.max, serverPeak: conn.peak, samples: conn.samples, sampleErrors: conn.sampleErrors, sampler: sampler.error?.message,
+      // Sessions of the same login and application from other processes (another run or a test), not counted above.
+      otherProcessesPeak: conn.othersPeak,
+    };
     memory.brokeredPeak = memPeak;
     out.memory = memory;
   }

@@ -29,7 +29,11 @@ export type ErrorCode =
   | 'IDENTIFIER_INVALID'
   | 'INVALID_ARGUMENT'
   | 'NOT_WIRED'
-  | 'THREAD_EXITED';
+  | 'THREAD_EXITED'
+  | 'QUERY_TIMEOUT'
+  | 'RESULT_TOO_LARGE'
+  | 'REQUEST_TOO_LARGE'
+  | 'COMMIT_OUTCOME_UNKNOWN';
 
 /** Server-side fields kept on a `DATABASE_ERROR` (and on connection errors when known). */
 export interface DatabaseErrorFields {
@@ -53,6 +57,11 @@ export interface DatabaseErrorFields {
   position?: string;
   /** The database (config name) the statement ran on. */
   database?: string;
+  /**
+   * PostgreSQL transaction id (`xid8` as text) of a `COMMIT_OUTCOME_UNKNOWN`: look its outcome up
+   * with `select pg_xact_status($1::xid8)` (or `txid_status($1::bigint)`) once the server is reachable.
+   */
+  xid?: string;
 }
 
 /**
@@ -77,6 +86,7 @@ export class BrokerError extends Error implements DatabaseErrorFields {
   schema?: string;
   position?: string;
   database?: string;
+  xid?: string;
 
   /**
    * @param code the stable code
@@ -102,7 +112,7 @@ export class BrokerError extends Error implements DatabaseErrorFields {
 
 /** The whitelist of fields that may cross a thread boundary. */
 export const FIELD_KEYS: readonly (keyof DatabaseErrorFields)[] = Object.freeze([
-  'sqlState', 'errno', 'driverCode', 'detail', 'hint', 'constraint', 'table', 'column', 'schema', 'position', 'database',
+  'sqlState', 'errno', 'driverCode', 'detail', 'hint', 'constraint', 'table', 'column', 'schema', 'position', 'database', 'xid',
 ]);
 
 /** A snapshot of one pool, put in the message of pool errors (HikariCP style). */
@@ -150,4 +160,12 @@ export const Errors = {
   threadExited: (message: string) => new BrokerError('THREAD_EXITED', message),
   identifierInvalid: (message: string) => new BrokerError('IDENTIFIER_INVALID', message),
   versionConflict: (message: string) => new BrokerError('VERSION_CONFLICT', message),
+  queryTimeout: (db: string, millis: number) =>
+    new BrokerError('QUERY_TIMEOUT', `the statement did not complete within queryTimeoutMillis = ${millis}ms on database ${db}; its connection was closed (the server may still finish it)`, { database: db }),
+  resultTooLarge: (db: string, what: string) =>
+    new BrokerError('RESULT_TOO_LARGE', `the result exceeds ${what} on database ${db}; its connection was closed to stop the transfer (add a LIMIT, or page through the rows)`, { database: db }),
+  requestTooLarge: (db: string, bytes: number, limit: number) =>
+    new BrokerError('REQUEST_TOO_LARGE', `the statement and its parameters take more than maxRequestBytes = ${limit} bytes (at least ${bytes}) for database ${db}; it was not sent`, { database: db }),
+  commitOutcomeUnknown: (db: string, why: string, xid: string | undefined) =>
+    new BrokerError('COMMIT_OUTCOME_UNKNOWN', `the connection to database ${db} was lost while COMMIT was in flight (${why}); the transaction may or may not have committed${xid === undefined ? '' : `: look up transaction ${xid} (pg_xact_status)`}; do not retry it blindly`, { database: db, xid }),
 } as const;

@@ -28,11 +28,11 @@ export function directUrl(adminUrl) {
   return withUser(adminUrl, DIRECT_USER);
 }
 
-/** SQL (run as admin) counting the broker's sessions on the server. */
+/** SQL (run as admin) listing the broker's sessions on the server by client TCP port (pg) or host:port (MySQL). */
 export function brokerSessionsSql(driver) {
   return driver === 'pg'
-    ? `select count(*)::int as n from pg_stat_activity where usename = '${BENCH_USER}' and application_name = 'threadbroker'`
-    : `select count(*) as n from information_schema.processlist where user = '${BENCH_USER}'`;
+    ? `select client_port as port from pg_stat_activity where usename = '${BENCH_USER}' and application_name = 'threadbroker'`
+    : `select host from information_schema.processlist where user = '${BENCH_USER}'`;
 }
 
 /** Creates the login and the table when needed; returns the server's version string. */
@@ -63,6 +63,8 @@ async function preparePg(adminUrl, log) {
       await c.query(`vacuum analyze ${TABLE}`);
     }
     await c.query(`grant select on ${TABLE} to ${BENCH_USER}, ${DIRECT_USER}`);
+    // The session sampler runs as tb_bench_direct: without this pg hides other logins' client ports.
+    await c.query(`grant pg_read_all_stats to ${DIRECT_USER}`);
     return (await c.query('show server_version')).rows[0].server_version;
   } finally {
     await c.end();

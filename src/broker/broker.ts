@@ -272,9 +272,16 @@ export class Broker {
     this.#closing ??= (async () => {
       this.#handler.close();
       await this.#admin?.close();
-      const bound = new Promise<void>((r) => setTimeout(r, this.#closeTimeout).unref());
+      // One deadline for the whole close. Plain waiters are refused first, so connections that
+      // reservations roll back and return are not handed to queued plain queries (F9).
+      const deadline = Date.now() + this.#closeTimeout;
+      for (const p of this.#pools) p.refuse();
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<void>((r) => (timer = setTimeout(r, this.#closeTimeout)));
       await Promise.race([this.#reservations.close(), bound]);
-      await Promise.all(this.#pools.map((p) => p.close(this.#closeTimeout)));
+      clearTimeout(timer);
+      const left = Math.max(0, deadline - Date.now());
+      await Promise.all(this.#pools.map((p) => p.close(left)));
       for (const c of Object.values(this.#config.databases)) if (c.embedded !== undefined) await releaseEmbedded(c.embedded);
       for (const peer of this.#peers) peer.close();
       for (const e of this.#endpoints) e.close();

@@ -23,11 +23,8 @@ export class Lease {
   readonly owner: number;
   readonly claimedAt: number;
   lastUsed: number;
-  /** Mutable: a lease adopted with default times takes the claimer's own times once known (see `Reservations.#adopt`). */
-  idleMillis: number;
-  maxMillis: number;
-  /** True once the claimer's own times (from its slot, an `rc` announcement, or a FIFO grant) set the lease times. */
-  announced = false;
+  readonly idleMillis: number;
+  readonly maxMillis: number;
   conn: DriverConnection | undefined;
   /** Set when the connection died under the reservation: every use answers `TX_CONNECTION_LOST`. */
   lost: string | undefined;

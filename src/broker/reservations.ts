@@ -74,7 +74,8 @@ export class Reservations {
         this.#reserveWait(req, peer);
         return;
       case 'rc':
-        this.#adopt(req.rs, peer.thread, req.idleMillis, req.maxMillis, true);
+        // Sent by older clients; current ones write the lease times into the slot and send nothing.
+        this.#adopt(req.rs, peer.thread, req.idleMillis, req.maxMillis);
         peer.reply({ id: req.id });
         return;
       case 'tx':
@@ -94,27 +95,16 @@ export class Reservations {
   }
 
   /**
-   * Records a live claim; idempotent. `announced` is true when the times come from the claimer
-   * itself (the times it wrote into its slot, an `rc` announcement from an older client, or a grant
-   * from the FIFO); otherwise the defaults are used.
+   * Records a live claim with the lease times its claimer asked for (NaN: the configured
+   * default); idempotent. The times always come with the claim — from its slot, from a FIFO grant,
+   * or from an `rc` announcement of an older client.
    */
-  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number, announced = false, claimedAt = Date.now()): Lease | undefined {
+  #adopt(rs: ReservationRef, owner: number, idleMillis: number, maxMillis: number, claimedAt = Date.now()): Lease | undefined {
     if (!this.#validRef(rs) || !this.#table.isLive(rs)) return undefined;
     const existing = this.#leases[rs.db][rs.slot];
-    if (existing !== undefined && existing.claim.gen === rs.gen) {
-      // Fix: a claim adopted early (by the housekeeping tick, or by a query of another thread that
-      // got the token before the claimer's announcement arrived) used the default lease times, and
-      // the announcement was then ignored: reserve({ idleTimeoutMillis }) silently got the defaults.
-      if (announced && !existing.announced) {
-        [existing.idleMillis, existing.maxMillis] = this.#leaseDefaults(idleMillis, maxMillis);
-        existing.announced = true;
-        this.#table.setDeadline(rs.db, rs.slot, existing.deadline());
-      }
-      return existing;
-    }
+    if (existing !== undefined && existing.claim.gen === rs.gen) return existing;
     const [idle, max] = this.#leaseDefaults(idleMillis, maxMillis);
     const lease = new Lease({ db: rs.db, slot: rs.slot, gen: rs.gen }, this.#pools[rs.db], owner, idle, max, claimedAt);
-    lease.announced = announced;
     this.#leases[rs.db][rs.slot] = lease;
     this.#table.setDeadline(rs.db, rs.slot, lease.deadline());
     return lease;
@@ -124,6 +114,9 @@ export class Reservations {
    * Adopts the live claim of `db`/`slot` as the slot describes it: a lock-free claim (threads do
    * not announce them) gets its owner and the lease times its claimer wrote, and its lease runs
    * from the claim (DEADLINE = claim time + the shorter time), not from this adoption.
+   * Fix: claims used to be announced by a message (`rc`), and a claim the broker met first by
+   * other means (the housekeeping tick, a query from a thread the token was handed to) got the
+   * default lease times for good: `reserve({ idleTimeoutMillis })` was then silently ignored.
    */
   #adoptFromTable(db: number, slot: number): Lease | undefined {
     if (this.#table.state(db, slot) !== RESERVED) return undefined;
@@ -135,7 +128,7 @@ export class Reservations {
     const span = Math.min(idle || Infinity, max || Infinity);
     const now = Date.now();
     const claimedAt = Number.isFinite(span) ? Math.min(now, this.#table.deadline(db, slot) - span) : now;
-    return this.#adopt({ db, slot, gen }, this.#table.owner(db, slot), idle, max, true, claimedAt);
+    return this.#adopt({ db, slot, gen }, this.#table.owner(db, slot), idle, max, claimedAt);
   }
 
   /** Adopts every lock-free claim of `db` the broker has not seen yet. */
@@ -356,7 +349,7 @@ export class Reservations {
       this.#publishWaiters(claim.db);
       const [idle, max] = this.#leaseDefaults(w.idleMillis, w.maxMillis);
       const granted = this.#table.free(claim.db, claim.slot, { owner: w.peer.thread, deadline: Date.now() + Math.min(idle || Infinity, max || Infinity) })!;
-      const lease = this.#adopt(granted, w.peer.thread, idle, max, true);
+      const lease = this.#adopt(granted, w.peer.thread, idle, max);
       if (lease === undefined) continue;
       w.peer.reply({ id: w.id, rs: { slot: granted.slot, gen: granted.gen } });
       return;
@@ -413,7 +406,7 @@ export class Reservations {
     if (this.#liveWaiters(db) === 0) {
       const claim = this.#table.claimFor(db, peer.thread, Date.now() + Math.min(idle || Infinity, max || Infinity));
       if (claim !== undefined) {
-        this.#adopt(claim, peer.thread, idle, max, true);
+        this.#adopt(claim, peer.thread, idle, max);
         peer.reply({ id: req.id, rs: { slot: claim.slot, gen: claim.gen } });
         return;
       }

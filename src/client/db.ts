@@ -149,8 +149,10 @@ export class Db {
     const max = Number.isNaN(maxMillis) ? env.leaseMaxMillis : maxMillis;
     // The lease times go into the slot with the claim: the broker adopts the claim from the table
     // (at its first use, its release, the next housekeeping tick or this thread's death).
-    // Fix (performance): this path used to post an announcement (`rc`) and capture a call-site
-    // stack, ~10 µs together, twice the cost of a port round trip; now it sends nothing.
+    // Fix (performance): this path used to capture a call-site stack (~4 µs) and post an
+    // announcement (`rc`) whose reply the thread then processed; with the nonce fill (~4 µs, see
+    // slot-table.ts) reserve() cost ~17 µs, twice a port round trip (benchmarks/reserve.mjs).
+    // Now it sends nothing and costs ~1 µs; the stack is captured only when the call must wait.
     const claim = this.#table.claim(db, threadId, Date.now() + Math.min(idle || Infinity, max || Infinity, 8.64e15), true, { idleMillis, maxMillis });
     if (claim !== undefined) return new Reservation(this.#client, this.#table, database, claim);
     const site: { stack?: string } = {};

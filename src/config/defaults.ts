@@ -13,6 +13,10 @@ export interface DatabaseDefaults {
   readonly idleTimeoutMillis: number;
   readonly maxLifetimeMillis: number;
   readonly connectTimeoutMillis: number;
+  readonly queryTimeoutMillis: number;
+  readonly maxRows: number;
+  readonly maxResultBytes: number;
+  readonly maxRequestBytes: number;
   /** `maxReserved` when absent: one connection always stays free for plain queries. */
   readonly maxReserved: (max: number) => number;
 }
@@ -36,6 +40,10 @@ export const DEFAULTS: {
     idleTimeoutMillis: 30_000,
     maxLifetimeMillis: 1_800_000,
     connectTimeoutMillis: 10_000,
+    queryTimeoutMillis: 0,
+    maxRows: 0,
+    maxResultBytes: 64 * 1024 * 1024,
+    maxRequestBytes: 64 * 1024 * 1024,
     maxReserved: (max: number): number => max - 1,
   }),
   reservations: Object.freeze({

@@ -276,6 +276,10 @@ function buildDatabase(name: string, db: DatabaseInput): DatabaseConfig {
     maxLifetimeMillis: db.maxLifetimeMillis ?? d.maxLifetimeMillis,
     maxReserved: db.maxReserved ?? d.maxReserved(max),
     connectTimeoutMillis: db.connectTimeoutMillis ?? d.connectTimeoutMillis,
+    queryTimeoutMillis: db.queryTimeoutMillis ?? d.queryTimeoutMillis,
+    maxRows: db.maxRows ?? d.maxRows,
+    maxResultBytes: db.maxResultBytes ?? d.maxResultBytes,
+    maxRequestBytes: db.maxRequestBytes ?? d.maxRequestBytes,
   };
   // Non-enumerable getters: util.inspect, JSON.stringify, spread and structured clone skip them.
   for (const key of ['url', 'password'] as const) {

@@ -51,6 +51,10 @@ const DatabaseShape = z.strictObject({
   maxLifetimeMillis: int(0, MAX_TIMER, 'A connection is retired after this long (default 1800000; 0 = never).').optional(),
   maxReserved: int(0, 9_999, 'Reservation slots, at most max - 1 (default max - 1).').optional(),
   connectTimeoutMillis: int(100, MAX_TIMER, 'Connect + authentication deadline (default 10000).').optional(),
+  queryTimeoutMillis: int(0, MAX_TIMER, 'Deadline of one statement: past it the caller gets QUERY_TIMEOUT and the connection is closed, since the server may still be running it (default 0 = none). Bounds statements stuck on a dead network (no FIN, no RST).').optional(),
+  maxRows: int(0, 2_147_483_647, 'Most rows one result may have; one more fails the statement with RESULT_TOO_LARGE and closes its connection to stop the transfer (default 0 = no limit).').optional(),
+  maxResultBytes: int(0, Number.MAX_SAFE_INTEGER, 'Most bytes one result may take as received from the server; more fails the statement with RESULT_TOO_LARGE and closes its connection, before the main thread holds the rest (default 67108864 = 64 MiB; 0 = no limit).').optional(),
+  maxRequestBytes: int(0, Number.MAX_SAFE_INTEGER, 'Most bytes a statement and its parameters may take; a larger request is refused with REQUEST_TOO_LARGE in the calling thread, before it is sent (default 67108864 = 64 MiB; 0 = no limit).').optional(),
 });
 type DatabaseInput = z.output<typeof DatabaseShape>;
 

@@ -45,6 +45,17 @@ export interface DatabaseConfig {
   readonly maxReserved: number;
   /** TCP connect + authentication deadline for a new connection (default 10000). */
   readonly connectTimeoutMillis: number;
+  /**
+   * Deadline of one statement (`QUERY_TIMEOUT`); when it passes, the connection is closed, since
+   * the server may still be running the statement (default 0 = none).
+   */
+  readonly queryTimeoutMillis: number;
+  /** Most rows one result may have before `RESULT_TOO_LARGE` (default 0 = no limit). */
+  readonly maxRows: number;
+  /** Most bytes (as received from the server) one result may take before `RESULT_TOO_LARGE` (default 64 MiB; 0 = no limit). */
+  readonly maxResultBytes: number;
+  /** Most bytes a statement and its parameters may take; larger ones are refused with `REQUEST_TOO_LARGE` before they are sent (default 64 MiB; 0 = no limit). */
+  readonly maxRequestBytes: number;
 }
 
 /** Defaults for every `reserve()`. */

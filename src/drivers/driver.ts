@@ -3,7 +3,7 @@
  * factory switches on the kind; the pool, the broker and the transport speak only this.
  * @module
  */
-import type { DriverKind } from '../config/types.js';
+import type { DatabaseConfig, DriverKind } from '../config/types.js';
 
 /**
  * A normalised result. Rows travel as arrays with the column names once: an array clones
@@ -40,6 +40,12 @@ export interface DriverConnection {
   needsReset(): boolean;
   /** Rolls back an open transaction and restores session defaults. */
   reset(): Promise<void>;
+  /**
+   * Commits the open transaction. A connection lost while COMMIT is in flight rejects with
+   * `COMMIT_OUTCOME_UNKNOWN` (with the transaction id when the kind can tell it), never with an
+   * error that claims a rollback; a connection lost before COMMIT was sent rejects with `CONNECTION_LOST`.
+   */
+  commit?(): Promise<void>;
   /**
    * Resets all session state (settings, variables, locks, temporary tables), when the kind can do
    * it in one step; used when a reserved connection goes back to the pool. Without it the
@@ -81,6 +87,28 @@ export function checkBeginOptions(opts: BeginOptions | undefined): void {
   if (opts.isolation !== undefined && !ISOLATIONS.has(opts.isolation)) {
     throw new TypeError(`isolation must be one of ${[...ISOLATIONS].join(', ')}`);
   }
+}
+
+/** The per-statement limits of one database (0 = none), as every connection of its driver applies them. */
+export interface StatementLimits {
+  /** Deadline of a statement (`QUERY_TIMEOUT`, then the connection is destroyed). */
+  readonly queryTimeoutMillis: number;
+  /** Most rows of one result (`RESULT_TOO_LARGE`, then the connection is destroyed). */
+  readonly maxRows: number;
+  /** Most bytes of one result as received (`RESULT_TOO_LARGE`, then the connection is destroyed). */
+  readonly maxResultBytes: number;
+  /** Bound of the broker's own housekeeping statements (rollback, reset) when there is no statement deadline. */
+  readonly connectTimeoutMillis: number;
+}
+
+/** The statement limits of a database's config. */
+export function limitsOf(c: DatabaseConfig): StatementLimits {
+  return { queryTimeoutMillis: c.queryTimeoutMillis, maxRows: c.maxRows, maxResultBytes: c.maxResultBytes, connectTimeoutMillis: c.connectTimeoutMillis };
+}
+
+/** Deadline of the broker's own rollback/reset statements: the statement deadline, or the connect deadline when there is none. */
+export function internalDeadline(l: StatementLimits): number {
+  return l.queryTimeoutMillis > 0 ? l.queryTimeoutMillis : l.connectTimeoutMillis;
 }
 
 /** SQLSTATE classes and codes after which a connection must not be reused (HikariCP's list). */

@@ -66,6 +66,7 @@ export class Pool {
   #created = 0;
   #seq = 0;
   #closed = false;
+  #closeStarted = false;
   #lastConnectError: string | undefined;
   #backoffMillis = 0;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -418,10 +419,10 @@ export class Pool {
   }
 
   /**
-   * Refuses new work, fails every waiter with `BROKER_CLOSED`, closes idle connections at once and
-   * busy ones as they come back; after `graceMillis` the rest are destroyed.
+   * First step of closing: refuses new work and fails every waiter with `BROKER_CLOSED`, at once.
+   * Connections still checked out (reservations rolling back) are closed when they come back.
    */
-  async close(graceMillis = 5000): Promise<void> {
+  refuse(): void {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
@@ -435,6 +436,16 @@ export class Pool {
     }
     this.#waiters = [];
     this.#head = 0;
+  }
+
+  /**
+   * Refuses new work, fails every waiter with `BROKER_CLOSED`, closes idle connections at once and
+   * busy ones as they come back; after `graceMillis` the rest are destroyed.
+   */
+  async close(graceMillis = 5000): Promise<void> {
+    if (this.#closeStarted) return;
+    this.#closeStarted = true;
+    this.refuse();
     for (const c of this.#idle.splice(0)) this.#end(c);
     const deadline = Date.now() + graceMillis;
     while ((this.#busy.size > 0 || this.#opening.size > 0) && Date.now() < deadline) {

@@ -135,6 +135,28 @@ for (const kind of KINDS) {
       await pool.destroy();
     });
 
+    it('never runs another query on a reserved connection (invariant 2, checked by server session ids)', async () => {
+      const workers = [0, 1, 2].map(() => broker.worker(AGENT, { workerData: { agent: true } }));
+      try {
+        const agents = workers.map((w) => new Agent(w));
+        await Promise.all(agents.map((a) => a.ready));
+        const reservations = await Promise.all([0, 1].map(() => db.reserve('db')));
+        const held = new Set<unknown>();
+        for (const r of reservations) held.add((await r.query<{ sid: unknown }>(sessionSql(kind))).rows[0].sid);
+        expect(held.size).toBe(2);
+        // Three threads × 60 plain queries at once, while the reservations keep running their own.
+        const plain = agents.flatMap((a) => Array.from({ length: 60 }, () => a.call<{ sid: unknown }[]>('query', { sql: sessionSql(kind) })));
+        const own = reservations.flatMap((r) => Array.from({ length: 30 }, () => r.query<{ sid: unknown }>(sessionSql(kind))));
+        const plainSids = (await Promise.all(plain)).map((rows) => rows[0].sid);
+        const ownSids = (await Promise.all(own)).map((res) => res.rows[0].sid);
+        expect(plainSids.filter((sid) => held.has(sid))).toEqual([]);
+        expect(new Set(ownSids)).toEqual(held);
+        await Promise.all(reservations.map((r) => r.release()));
+      } finally {
+        await Promise.all(workers.map((w) => w.terminate()));
+      }
+    });
+
     it('runs the statements of one token sent from two threads at once one at a time, in each thread\'s order', async () => {
       const workers = [0, 1].map(() => broker.worker(AGENT, { workerData: { agent: true } }));
       try {

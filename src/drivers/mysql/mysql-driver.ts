@@ -5,8 +5,8 @@
 import mysql from 'mysql2';
 import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
-import type { BeginOptions, Driver, DriverConnection, RawResult } from '../driver.js';
-import { checkBeginOptions, isFatalSqlState } from '../driver.js';
+import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
+import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
 import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from './mysql-types.js';
 
 /** The structural subset of a mysql2 error we read. */
@@ -19,17 +19,32 @@ interface MysqlError {
   fatal?: boolean;
 }
 
+/** The structural subset of a mysql2 streaming query (a query without a callback) we use. */
+interface MysqlQuery {
+  on(event: 'fields', listener: (fields: ColumnDef[] | undefined) => void): this;
+  on(event: 'result', listener: (row: unknown[] | ResultHeader) => void): this;
+  on(event: 'error', listener: (err: MysqlError) => void): this;
+  on(event: 'end', listener: () => void): this;
+}
+
+/** The structural subset of a mysql2 column definition we read. */
+interface ColumnDef {
+  name: string;
+  columnType?: number;
+  columnLength?: number;
+}
+
 /** The structural subset of a mysql2 connection we use. */
 interface MysqlConn {
   threadId: number | null;
-  query(options: { sql: string; values?: unknown[]; rowsAsArray?: boolean }, cb: (err: MysqlError | null, rows: unknown, fields: unknown) => void): unknown;
+  query(options: { sql: string; values?: unknown[]; rowsAsArray?: boolean }): MysqlQuery;
   on(event: 'error' | 'end', listener: (err?: MysqlError) => void): unknown;
   end(cb?: (err?: unknown) => void): void;
   destroy(): void;
   /** COM_RESET_CONNECTION; mysql2 also forgets its prepared statements. */
   reset(cb: (err: MysqlError | null) => void): void;
   /** The socket (a net.Socket). */
-  stream?: { destroyed: boolean; once(event: 'close', listener: () => void): unknown };
+  stream?: { destroyed: boolean; bytesRead: number; once(event: 'close', listener: () => void): unknown };
 }
 
 interface ResultHeader {
@@ -80,20 +95,26 @@ export function constraintOf(errno: number | undefined, message: string): string
   }
 }
 
+type Settle = (err: BrokerError | undefined, res?: RawResult) => void;
+
 class MysqlConnection implements DriverConnection {
   readonly seq: number;
   readonly serverId: number;
   broken = false;
   readonly #conn: MysqlConn;
   readonly #db: string;
+  readonly #limits: StatementLimits;
   #inTransaction = false;
   #autocommitOff = false;
   #brokenListener: ((err: Error) => void) | undefined;
+  /** Statements in flight: a streaming query hears of a lost connection only through the connection. */
+  readonly #inflight = new Set<Settle>();
 
-  constructor(seq: number, conn: MysqlConn, db: string) {
+  constructor(seq: number, conn: MysqlConn, db: string, limits: StatementLimits) {
     this.seq = seq;
     this.#conn = conn;
     this.#db = db;
+    this.#limits = limits;
     this.serverId = conn.threadId ?? 0;
     conn.on('error', (err) => this.#markBroken(new Error(err?.message ?? 'connection error')));
     conn.on('end', () => this.#markBroken(new Error('connection ended')));
@@ -102,6 +123,7 @@ class MysqlConnection implements DriverConnection {
   #markBroken(err: Error): void {
     if (this.broken) return;
     this.broken = true;
+    for (const settle of [...this.#inflight]) settle(Errors.connectionLost(this.#db, err.message));
     const l = this.#brokenListener;
     this.#brokenListener = undefined;
     l?.(err);
@@ -112,41 +134,114 @@ class MysqlConnection implements DriverConnection {
   }
 
   query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
-    return new Promise((resolve, reject) => {
-      this.#conn.query({ sql, values: params as unknown[] | undefined, rowsAsArray: true }, (err, rows, fields) => {
-        if (err) {
-          const out = mysqlError(this.#db, err);
-          if (out.code === 'CONNECTION_LOST') this.#markBroken(new Error(out.message));
-          reject(out);
+    return this.#statement(sql, params, this.#limits.queryTimeoutMillis);
+  }
+
+  /**
+   * Runs one statement as a streaming query, so rows are counted as they arrive. Fix
+   * (RELIABILITY.md F6, S6): a statement stuck on a dead network waited forever, and a huge result
+   * was held whole in the main thread before anyone could refuse it. Now a deadline and a per-row
+   * check end the statement: the caller gets QUERY_TIMEOUT / RESULT_TOO_LARGE at once and the
+   * connection is destroyed (MySQL cannot stop a result it is sending but by closing the session).
+   */
+  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number): Promise<RawResult> {
+    if (this.broken) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
+    return new Promise<RawResult>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle: Settle = (err, res) => {
+        if (settled) return;
+        settled = true;
+        this.#inflight.delete(settle);
+        if (timer !== undefined) clearTimeout(timer);
+        if (err !== undefined) reject(err);
+        else resolve(res!);
+      };
+      this.#inflight.add(settle);
+      // A multi-statement query gives one result per statement; the last one is the answer.
+      let fields: ColumnDef[] | undefined;
+      let rows: unknown[][] = [];
+      let header: ResultHeader | undefined;
+      let count = 0;
+      const { maxRows, maxResultBytes } = this.#limits;
+      const stream = this.#conn.stream;
+      const bytesAtStart = stream?.bytesRead ?? 0;
+      const q = this.#conn.query({ sql, values: params as unknown[] | undefined, rowsAsArray: true });
+      q.on('fields', (f) => {
+        fields = f;
+        rows = [];
+        header = undefined;
+      });
+      q.on('result', (row) => {
+        if (settled) return;
+        if (!Array.isArray(row)) {
+          header = row;
+          this.#track(row);
           return;
         }
-        resolve(this.#result(rows, fields));
+        count++;
+        if (maxRows > 0 && count > maxRows) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxRows = ${maxRows}`));
+        else if (maxResultBytes > 0 && stream !== undefined && stream.bytesRead - bytesAtStart > maxResultBytes) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxResultBytes = ${maxResultBytes}`));
+        else rows.push(row);
       });
+      q.on('error', (err) => {
+        const out = mysqlError(this.#db, err);
+        if (out.code === 'CONNECTION_LOST') this.#markBroken(new Error(out.message));
+        settle(out);
+      });
+      q.on('end', () => settle(undefined, this.#result(fields, rows, header)));
+      if (timeoutMillis > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, timeoutMillis)), timeoutMillis);
     });
   }
 
-  #result(rows: unknown, fields: unknown): RawResult {
-    // A multi-statement query answers with an array of results; the last one is the answer.
-    if (Array.isArray(rows) && Array.isArray(fields) && fields.length > 0 && Array.isArray(fields[0])) {
-      return this.#result(rows[rows.length - 1], fields[fields.length - 1]);
-    }
-    if (Array.isArray(rows)) {
-      const names = Array.isArray(fields) ? (fields as { name: string }[]).map((f) => f.name) : [];
-      if (Array.isArray(fields)) normalizeRows(rows as unknown[][], fields as { columnType?: number }[]);
-      return { fields: names, rows: rows as unknown[][], rowCount: rows.length };
-    }
-    const h = rows as ResultHeader;
+  /** Ends a statement early: its caller gets `err`, the connection is destroyed. */
+  #abort(settle: Settle, err: BrokerError): void {
+    settle(err);
+    this.#markBroken(err);
+    this.destroy();
+  }
+
+  /** The transaction state an OK packet reports (only OK packets carry the status word). */
+  #track(h: ResultHeader): void {
     if (typeof h.serverStatus === 'number') {
-      // Only OK packets carry the status word; a SELECT cannot open a transaction by itself.
       this.#inTransaction = (h.serverStatus & SERVER_STATUS_IN_TRANS) !== 0;
       this.#autocommitOff = (h.serverStatus & SERVER_STATUS_AUTOCOMMIT) === 0;
     }
-    const out: RawResult = { fields: [], rows: [], rowCount: h.affectedRows ?? 0 };
-    if (h.insertId !== undefined && h.insertId !== 0) {
-      const id = typeof h.insertId === 'string' ? BigInt(h.insertId) : h.insertId;
+  }
+
+  #result(fields: ColumnDef[] | undefined, rows: unknown[][], header: ResultHeader | undefined): RawResult {
+    if (header === undefined) {
+      const names = fields === undefined ? [] : fields.map((f) => f.name);
+      if (fields !== undefined) normalizeRows(rows, fields);
+      return { fields: names, rows, rowCount: rows.length };
+    }
+    const out: RawResult = { fields: [], rows: [], rowCount: header.affectedRows ?? 0 };
+    if (header.insertId !== undefined && header.insertId !== 0) {
+      const id = typeof header.insertId === 'string' ? BigInt(header.insertId) : header.insertId;
       out.insertId = id;
     }
     return out;
+  }
+
+  /**
+   * COMMIT, reporting an unknown outcome as such. Fix (RELIABILITY.md F2): a connection lost while
+   * COMMIT was in flight answered TX_CONNECTION_LOST ("rolled back by the server"), but the server
+   * may have committed before the reply was lost, so a caller that retried wrote twice. MySQL
+   * has no transaction id to look up: the caller checks its own writes (an operation id).
+   */
+  async commit(): Promise<void> {
+    if (!this.#inTransaction) {
+      await this.query('COMMIT', undefined);
+      return;
+    }
+    try {
+      await this.query('COMMIT', undefined);
+    } catch (err) {
+      if (err instanceof BrokerError && (err.code === 'CONNECTION_LOST' || err.code === 'QUERY_TIMEOUT')) {
+        throw Errors.commitOutcomeUnknown(this.#db, err.message, undefined);
+      }
+      throw err;
+    }
   }
 
   needsReset(): boolean {
@@ -158,8 +253,18 @@ class MysqlConnection implements DriverConnection {
    * locks, an open transaction) with COM_RESET_CONNECTION, keeping the connection.
    */
   resetSession(): Promise<void> {
+    if (this.broken) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
     return new Promise((resolve, reject) => {
+      // Bounded: a reset stuck on a dead network must not hold its reservation slot for good.
+      const millis = internalDeadline(this.#limits);
+      const timer = setTimeout(() => {
+        const err = Errors.queryTimeout(this.#db, millis);
+        reject(err);
+        this.#markBroken(err);
+        this.destroy();
+      }, millis);
       this.#conn.reset((err) => {
+        clearTimeout(timer);
         if (err) {
           const out = mysqlError(this.#db, err);
           if (out.code === 'CONNECTION_LOST') this.#markBroken(new Error(out.message));
@@ -174,8 +279,10 @@ class MysqlConnection implements DriverConnection {
   }
 
   async reset(): Promise<void> {
-    await this.query('ROLLBACK', undefined);
-    if (this.#autocommitOff) await this.query('SET autocommit = 1', undefined);
+    // Housekeeping is bounded even without queryTimeoutMillis: a reset stuck on a dead network must not hold its slot.
+    const millis = internalDeadline(this.#limits);
+    await this.#statement('ROLLBACK', undefined, millis);
+    if (this.#autocommitOff) await this.#statement('SET autocommit = 1', undefined, millis);
     this.#inTransaction = false;
     this.#autocommitOff = false;
   }
@@ -267,7 +374,7 @@ export class MysqlDriver implements Driver {
             return;
           }
           conn.removeListener('error', early);
-          resolve(new MysqlConnection(seq, conn, name));
+          resolve(new MysqlConnection(seq, conn, name, limitsOf(this.#config)));
         });
       });
     });

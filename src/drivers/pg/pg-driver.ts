@@ -6,8 +6,8 @@
 import pg from 'pg';
 import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
-import type { BeginOptions, Driver, DriverConnection, RawResult } from '../driver.js';
-import { checkBeginOptions, isFatalSqlState } from '../driver.js';
+import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
+import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
 import { pgTypes, utcDateParams } from './pg-types.js';
 
 /** The structural subset of a `pg` server error we read. */
@@ -40,18 +40,30 @@ export function pgError(db: string, err: unknown, connectionBroken: boolean): Br
   return new BrokerError('DATABASE_ERROR', message, { database: db });
 }
 
+/** The structural subset of a `pg` Query we use: a submittable with a callback and a per-row hook. */
+interface PgQuery {
+  callback?: (err: Error | null, res?: pg.QueryResult<unknown[]> | pg.QueryResult<unknown[]>[]) => void;
+  handleDataRow(msg: { length: number }): void;
+}
+const PgQueryClass = (pg as unknown as { Query: new (config: { text: string; values?: unknown[]; rowMode: 'array' }) => PgQuery }).Query;
+
+/** Reads the transaction id without assigning one (a transaction that wrote nothing has none). */
+const XID_SQL = 'select txid_current_if_assigned()::text';
+
 class PgConnection implements DriverConnection {
   readonly seq: number;
   serverId = 0;
   broken = false;
   readonly #client: pg.Client;
   readonly #db: string;
+  readonly #limits: StatementLimits;
   #brokenListener: ((err: Error) => void) | undefined;
 
-  constructor(seq: number, client: pg.Client, db: string) {
+  constructor(seq: number, client: pg.Client, db: string, limits: StatementLimits) {
     this.seq = seq;
     this.#client = client;
     this.#db = db;
+    this.#limits = limits;
     // An idle client whose backend is killed emits 'error'; without a listener that would crash
     // the process (pg #1324). Mark it broken so the pool never hands it out again.
     client.on('error', (err) => this.#markBroken(err));
@@ -70,31 +82,103 @@ class PgConnection implements DriverConnection {
     this.#brokenListener = listener;
   }
 
-  async query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
-    try {
-      const r = await this.#client.query({ text: sql, values: utcDateParams(params), rowMode: 'array' });
-      // A multi-statement simple query returns an array of results; the last one is the answer.
-      const res = (Array.isArray(r) ? r[r.length - 1] : r) as pg.QueryResult<unknown[]>;
-      const fields = res.fields ? res.fields.map((f) => f.name) : [];
-      return { fields, rows: res.rows ?? [], rowCount: res.rowCount ?? res.rows?.length ?? 0 };
-    } catch (err) {
-      const out = pgError(this.#db, err, false);
-      if (out.code === 'CONNECTION_LOST') {
+  query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
+    return this.#statement(sql, params, this.#limits.queryTimeoutMillis);
+  }
+
+  /**
+   * Runs one statement under the connection's limits. Fix (RELIABILITY.md F6, S6): a statement
+   * stuck on a dead network (no FIN, no RST) waited forever, and a huge result was held whole in
+   * the main thread before anyone could refuse it. Now a deadline and a per-row check end the
+   * statement: the caller gets QUERY_TIMEOUT / RESULT_TOO_LARGE at once and the connection is
+   * destroyed (the server may still be running or sending; the session must not be reused).
+   */
+  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number): Promise<RawResult> {
+    return new Promise<RawResult>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (err: BrokerError | undefined, res?: RawResult): void => {
+        if (settled) return;
+        settled = true;
+        if (timer !== undefined) clearTimeout(timer);
+        if (err !== undefined) reject(err);
+        else resolve(res!);
+      };
+      const q = new PgQueryClass({ text: sql, values: utcDateParams(params), rowMode: 'array' });
+      const { maxRows, maxResultBytes } = this.#limits;
+      if (maxRows > 0 || maxResultBytes > 0) {
+        let rows = 0;
+        let bytes = 0;
+        const next = q.handleDataRow;
+        q.handleDataRow = (msg) => {
+          if (settled) return; // aborted: the rest of the transfer is dropped unparsed
+          rows++;
+          bytes += msg.length;
+          if (maxRows > 0 && rows > maxRows) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxRows = ${maxRows}`));
+          else if (maxResultBytes > 0 && bytes > maxResultBytes) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxResultBytes = ${maxResultBytes}`));
+          else next.call(q, msg);
+        };
+      }
+      q.callback = (err, r) => {
+        if (err) settle(this.#failure(err));
+        else settle(undefined, toRaw(r!));
+      };
+      if (timeoutMillis > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, timeoutMillis)), timeoutMillis);
+      this.#client.query(q as unknown as pg.Submittable);
+    });
+  }
+
+  /** Ends a statement early: its caller gets `err`, the connection is destroyed. */
+  #abort(settle: (err: BrokerError) => void, err: BrokerError): void {
+    settle(err);
+    this.#markBroken(err);
+    this.destroy();
+  }
+
+  /** What a failed statement answers, and whether the session survived it. */
+  #failure(err: unknown): BrokerError {
+    const out = pgError(this.#db, err, false);
+    if (out.code === 'CONNECTION_LOST') {
+      this.#markBroken(err as Error);
+      return out;
+    }
+    if (!(err as PgServerError)?.severity) {
+      // A non-server error (socket reset, "Connection terminated") means the session is gone...
+      if (this.broken || !this.#queryable()) {
         this.#markBroken(err as Error);
-        throw out;
+        return Errors.connectionLost(this.#db, out.message, err);
       }
-      if (!(err as PgServerError)?.severity) {
-        // A non-server error (socket reset, "Connection terminated") means the session is gone...
-        if (this.broken || !this.#queryable()) {
-          this.#markBroken(err as Error);
-          throw Errors.connectionLost(this.#db, out.message, err);
-        }
-        // Fix: ...unless pg refused the statement before sending it (a value it cannot serialise,
-        // e.g. a circular object): pg then closes the statement and syncs, and the session is fine.
-        // That used to answer CONNECTION_LOST and throw a healthy connection away.
-        throw new BrokerError('INVALID_ARGUMENT', `the statement was refused before it was sent: ${out.message}`, { database: this.#db });
+      // Fix: ...unless pg refused the statement before sending it (a value it cannot serialise,
+      // e.g. a circular object): pg then closes the statement and syncs, and the session is fine.
+      // That used to answer CONNECTION_LOST and throw a healthy connection away.
+      return new BrokerError('INVALID_ARGUMENT', `the statement was refused before it was sent: ${out.message}`, { database: this.#db });
+    }
+    return out;
+  }
+
+  /**
+   * COMMIT, reporting an unknown outcome as such. Fix (RELIABILITY.md F2): a connection lost while
+   * COMMIT was in flight answered TX_CONNECTION_LOST ("rolled back by the server"), but the server
+   * may have committed before the reply was lost, so a caller that retried wrote twice. The
+   * transaction's id is read first (one round trip, only for a transaction that wrote), so the
+   * outcome can be looked up later with pg_xact_status.
+   */
+  async commit(): Promise<void> {
+    if (this.#client.getTransactionStatus() !== 'T') {
+      // Not in a live transaction ('E' rolls back, 'I' does nothing): the outcome is known.
+      await this.query('COMMIT', undefined);
+      return;
+    }
+    const r = await this.query(XID_SQL, undefined);
+    const xid = r.rows[0]?.[0];
+    try {
+      await this.query('COMMIT', undefined);
+    } catch (err) {
+      // Without an id the transaction wrote nothing: whatever happened, nothing was lost.
+      if (typeof xid === 'string' && err instanceof BrokerError && (err.code === 'CONNECTION_LOST' || err.code === 'QUERY_TIMEOUT')) {
+        throw Errors.commitOutcomeUnknown(this.#db, err.message, xid);
       }
-      throw out;
+      throw err;
     }
   }
 
@@ -111,7 +195,13 @@ class PgConnection implements DriverConnection {
   }
 
   async reset(): Promise<void> {
-    await this.query('ROLLBACK', undefined);
+    // Housekeeping is bounded even without queryTimeoutMillis: a reset stuck on a dead network must not hold its slot.
+    await this.#statement('ROLLBACK', undefined, internalDeadline(this.#limits));
+  }
+
+  /** Restores session defaults (`RESET ALL`) when a reserved connection goes back to the pool; bounded like `reset`. */
+  async resetSession(): Promise<void> {
+    await this.#statement('RESET ALL', undefined, internalDeadline(this.#limits));
   }
 
   async end(): Promise<void> {
@@ -130,6 +220,13 @@ class PgConnection implements DriverConnection {
     conn?.stream?.destroy();
     this.#client.end().catch(() => undefined);
   }
+}
+
+/** A pg result as the broker's RawResult. A multi-statement simple query returns an array of results; the last one is the answer. */
+function toRaw(r: pg.QueryResult<unknown[]> | pg.QueryResult<unknown[]>[]): RawResult {
+  const res = Array.isArray(r) ? r[r.length - 1] : r;
+  const fields = res.fields ? res.fields.map((f) => f.name) : [];
+  return { fields, rows: res.rows ?? [], rowCount: res.rowCount ?? res.rows?.length ?? 0 };
 }
 
 /** PostgreSQL driver over `pg.Client`. */
@@ -168,7 +265,7 @@ export class PgDriver implements Driver {
       throw Errors.connectionLost(this.#config.name, `cannot connect: ${pgError(this.#config.name, err, true).message}`, err);
     }
     client.off('error', early);
-    const conn = new PgConnection(seq, client, this.#config.name);
+    const conn = new PgConnection(seq, client, this.#config.name, limitsOf(this.#config));
     conn.serverId = (client as unknown as { processID?: number }).processID ?? 0;
     return conn;
   }
