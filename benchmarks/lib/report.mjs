@@ -99,7 +99,7 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
   const s = result.settings;
   const out = [];
   out.push(`Run of ${result.startedAt.slice(0, 16).replace('T', ' ')} UTC (${result.mode}, ${Math.round(result.durationSeconds)} s): Node ${e.node}, ` +
-    `${e.cpus} × ${e.cpuModel ?? 'cpu'}, commit ${e.commit ?? '?'}, load average ${e.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before and ` +
+    `${e.cpus} × ${e.cpuModel ?? 'cpu'}, commit ${e.commit ?? '?'}${e.srcDirty ? ' with uncommitted changes in src/' : ''}${e.distHash ? ` (dist/src hash ${e.distHash})` : ''}, load average ${e.loadavgBefore.map((x) => x.toFixed(2)).join(' ')} before and ` +
     `${e.loadavgAfter.map((x) => x.toFixed(2)).join(' ')} after. ${s.rounds} interleaved rounds of ${s.warmupSeconds} s warm-up + ${s.measureSeconds} s ` +
     `measurement per configuration and workload; ${s.callers} callers; \`max: ${s.max}\`. Raw numbers: \`${jsonRef}\`.`);
   out.push('');
@@ -147,8 +147,8 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
         fmtUs(r.select1P50), fmtUs(r.addedOverSelect1P50)]);
     }
     const m = d.memory;
-    connRows.push([driver, `**${d.connections.serverPeak}**`, String(d.connections.max), String(d.connections.samples), fmtMiB(m.beforeStart.heapUsed),
-      fmtMiB(m.afterStart.heapUsed), fmtMiB(m.brokeredPeak.heapUsed), fmtMiB(m.brokeredPeak.external), fmtMiB(m.brokeredPeak.rss)]);
+    connRows.push([driver, `**${d.connections.serverPeak}**`, String(d.connections.max), String(d.connections.otherProcessesPeak ?? '–'), String(d.connections.samples),
+      fmtMiB(m.beforeStart.heapUsed), fmtMiB(m.afterStart.heapUsed), fmtMiB(m.brokeredPeak.heapUsed), fmtMiB(m.retainedAfterRuns?.heapUsed), fmtMiB(m.brokeredPeak.rss)]);
   }
   if (hopRows.length > 0) {
     out.push('');
@@ -163,11 +163,13 @@ export function markdownReport(result, jsonRef, chartRef = `${result.mode}-lates
     out.push(mdTable(['driver', 'reserve+release p50', 'p99', 'per second', 'reserve+SELECT 1+release p50', 'SELECT 1 p50', 'added p50'], rsvRows));
   }
   out.push('');
-  out.push('**Connections and memory.** Server-side peak: the largest number of the broker\'s sessions seen on the server (sampled every 10 ms from a separate admin connection in its own thread, ' +
-    'pg `pg_stat_activity` by user `tb_bench` and `application_name`, MariaDB `processlist` by user `tb_bench`) over the whole run. Memory: the main thread\'s V8 heap, before `Broker.start`, ' +
-    'right after it, and the largest at the end of any brokered window; rss is the whole process (all threads).');
+  out.push('**Connections and memory.** *Server-side peak*: the largest number of this broker\'s sessions seen on the server over the whole run, sampled every 10 ms from a separate ' +
+    'connection in its own thread (pg `pg_stat_activity` by user `tb_bench` and `application_name`, MariaDB `processlist` by user `tb_bench`), attributed to this process by client TCP port; ' +
+    '*other processes* is the peak of the same login from elsewhere on the machine (another run, the smoke test), not counted. Memory: the main thread\'s V8 heap after a full GC before ' +
+    '`Broker.start` and right after it; the largest at the end of any brokered window (garbage included: allocation pressure); after a full GC once all runs are done with every thread and pool still up ' +
+    '(retained); rss is the whole process with all its threads.');
   out.push('');
-  out.push(mdTable(['driver', 'server-side peak', 'max', 'samples', 'heap before start', 'heap after start', 'heap peak (brokered)', 'external peak', 'rss peak'], connRows));
+  out.push(mdTable(['driver', 'server-side peak', 'max', 'other processes', 'samples', 'heap before start', 'heap after start', 'heap peak (brokered windows)', 'heap retained', 'rss peak'], connRows));
   out.push('');
   out.push(`![throughput per configuration and workload](${chartRef})`);
   return out.join('\n');

@@ -100,7 +100,7 @@ export class Broker {
     const slotCounts = dbs.map((c) => c.maxReserved);
     this.#table = new SlotTable(slotCounts);
     this.#reservations = new Reservations(this.#table, this.#pools, config);
-    this.#handler = new RequestHandler(this.#byName, this.#reservations);
+    this.#handler = new RequestHandler(this.#byName, this.#reservations, new Map(dbs.map((c) => [c.name, c.maxRequestBytes])));
     this.#env = {
       brokerId: this.id,
       slots: this.#table.buffer,
@@ -111,6 +111,7 @@ export class Broker {
       tokenKey: new Uint8Array(randomBytes(32)),
       leaseIdleMillis: config.reservations.idleTimeoutMillis,
       leaseMaxMillis: config.reservations.maxLifetimeMillis,
+      maxRequestBytes: dbs.map((c) => c.maxRequestBytes),
     };
   }
 

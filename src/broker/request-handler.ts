@@ -8,17 +8,21 @@ import { Errors } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { Peer, RequestSink } from '../transport/port-server.js';
 import type { OkReply, QueryRequest, Request } from '../transport/protocol.js';
+import { requestBytes } from '../transport/request-size.js';
 import type { Reservations } from './reservations.js';
 
 /** Dispatches requests from every connected thread. */
 export class RequestHandler implements RequestSink {
   readonly #pools: Map<string, Pool>;
   readonly #reservations: Reservations;
+  /** `maxRequestBytes` by database name (0 = no limit). */
+  readonly #maxRequestBytes: Map<string, number>;
   #closed = false;
 
-  constructor(pools: Map<string, Pool>, reservations: Reservations) {
+  constructor(pools: Map<string, Pool>, reservations: Reservations, maxRequestBytes: Map<string, number> = new Map()) {
     this.#pools = pools;
     this.#reservations = reservations;
+    this.#maxRequestBytes = maxRequestBytes;
   }
 
   /** From now on every request is refused with `BROKER_CLOSED`. */
@@ -32,6 +36,15 @@ export class RequestHandler implements RequestSink {
       return;
     }
     if (req.t === 'q') {
+      // The client refuses oversized requests before sending them; this catches threads that bypass it.
+      const limit = this.#maxRequestBytes.get(req.db) ?? 0;
+      if (limit > 0) {
+        const bytes = requestBytes(req.sql, req.params, limit);
+        if (bytes > limit) {
+          peer.fail(req.id, Errors.requestTooLarge(String(req.db), bytes, limit));
+          return;
+        }
+      }
       if (req.rs === undefined) this.#query(req, peer);
       else this.#reservations.query(req, peer);
       return;

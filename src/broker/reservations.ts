@@ -19,6 +19,8 @@ import { toReply } from './request-handler.js';
 const SAVEPOINT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** The server-side backstop fires this long after the lease would have. */
 const BACKSTOP_SLACK_MILLIS = 1000;
+/** Errors that end a reserved connection but say more than TX_CONNECTION_LOST, so they reach the caller as they are. */
+const KEEPS_OWN_CODE: ReadonlySet<string> = new Set(['COMMIT_OUTCOME_UNKNOWN', 'QUERY_TIMEOUT', 'RESULT_TOO_LARGE']);
 /** Waiter count published once closed: threads never take the lock-free path again. */
 const CLOSED_WAITERS = 0x3fffffff;
 
@@ -182,6 +184,9 @@ export class Reservations {
         lease.lost = err instanceof Error ? err.message : String(err);
         lease.conn = undefined;
         lease.pool.destroy(conn);
+        // The statement that ended the connection keeps its own answer when it says more than
+        // "lost": a COMMIT whose outcome is unknown, a deadline, a result too large.
+        if (err instanceof BrokerError && KEEPS_OWN_CODE.has(err.code)) throw err;
         throw Errors.txConnectionLost(lease.pool.name, lease.lost);
       }
       throw err;
@@ -252,7 +257,13 @@ export class Reservations {
           if (req.op === 'begin' && conn.needsReset()) {
             throw Errors.invalidArgument('a transaction is already open on this reservation; commit or roll back first, or use a savepoint');
           }
-          for (const sql of statements) await this.#onConn(lease, (c) => c.query(sql, undefined));
+          // Fix (RELIABILITY.md F2): a connection lost during COMMIT answered TX_CONNECTION_LOST
+          // ("rolled back"), though the server may have committed; the driver's commit() tells
+          // COMMIT_OUTCOME_UNKNOWN (with the transaction id on PostgreSQL) apart.
+          for (const sql of statements) await this.#onConn(lease, async (c) => {
+            if (req.op === 'commit' && c.commit !== undefined) await c.commit();
+            else await c.query(sql, undefined);
+          });
           this.#touch(lease);
           if (!ends) {
             peer.reply({ id: req.id });

@@ -7,6 +7,7 @@
 import { threadId } from 'node:worker_threads';
 import { BrokerError, Errors } from '../errors.js';
 import { PROTOCOL_VERSION, type EnvData, type OkReply, type ReadyMessage, type Reply, type Request } from '../transport/protocol.js';
+import { requestBytes } from '../transport/request-size.js';
 import { deserializeError } from '../transport/serialize-error.js';
 
 /** The port surface the client needs (a MessagePort or a local endpoint). */
@@ -104,6 +105,18 @@ export class PortClient {
    */
   request(req: Outgoing, callSite: { stack?: string }): Promise<OkReply> {
     if (this.#closed !== undefined) return Promise.reject(deserializeError({ code: this.#closed.code, message: this.#closed.message }, callSite));
+    if (req.t === 'q') {
+      // Fix (RELIABILITY.md S6): a huge parameter array was cloned into the main thread before
+      // anything could refuse it. Refused here, in the calling thread, before it is posted.
+      const limit = this.env.maxRequestBytes?.[this.env.databases.indexOf(req.db)] ?? 0;
+      if (limit > 0) {
+        const bytes = requestBytes(req.sql, req.params, limit);
+        if (bytes > limit) {
+          const err = Errors.requestTooLarge(req.db, bytes, limit);
+          return Promise.reject(deserializeError({ code: err.code, message: err.message, fields: { database: req.db } }, callSite));
+        }
+      }
+    }
     const id = this.#nextId++;
     const full = { ...req, id } as Request;
     return new Promise<OkReply>((resolve, reject) => {

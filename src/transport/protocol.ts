@@ -35,6 +35,8 @@ export interface EnvData {
   /** Reservation lease defaults. */
   leaseIdleMillis: number;
   leaseMaxMillis: number;
+  /** `maxRequestBytes` of each database, same order (0 = no limit): checked before a request leaves the thread. */
+  maxRequestBytes?: number[];
 }
 
 /** A mapped class as threads receive it (the config's `ClassConfig`, plain data). */

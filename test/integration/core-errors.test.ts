@@ -39,7 +39,7 @@ const SECRET_USER = `${BROKER_USER}_pw`;
 const UNIQ = `core_uniq_${BROKER_USER}`;
 const PARENT = `core_parent_${BROKER_USER}`;
 const CHILD = `core_child_${BROKER_USER}`;
-const FIELD_KEYS = ['code', 'sqlState', 'errno', 'driverCode', 'detail', 'hint', 'constraint', 'table', 'column', 'schema', 'position', 'database'];
+const FIELD_KEYS = ['code', 'sqlState', 'errno', 'driverCode', 'detail', 'hint', 'constraint', 'table', 'column', 'schema', 'position', 'database', 'xid'];
 
 interface Described {
   isBrokerError: boolean;

@@ -38,6 +38,7 @@ interface ColumnDef {
 interface MysqlConn {
   threadId: number | null;
   query(options: { sql: string; values?: unknown[]; rowsAsArray?: boolean }): MysqlQuery;
+  query(options: { sql: string }, cb: (err: MysqlError | null) => void): unknown;
   on(event: 'error' | 'end', listener: (err?: MysqlError) => void): unknown;
   end(cb?: (err?: unknown) => void): void;
   destroy(): void;
@@ -360,14 +361,22 @@ export class MysqlDriver implements Driver {
       };
       const early = (): void => undefined;
       conn.on('error', early);
+      // mysql2's connectTimeout ends at the handshake; the session setup after it is bounded here too.
+      const millis = this.#config.connectTimeoutMillis;
+      const timer = setTimeout(() => {
+        conn.destroy();
+        reject(Errors.connectionLost(name, `cannot connect: no session within connectTimeoutMillis = ${millis}ms`));
+      }, millis);
       conn.connect((err) => {
         if (err) {
+          clearTimeout(timer);
           conn.destroy();
           reject(Errors.connectionLost(name, `cannot connect: ${err.message}`));
           return;
         }
         // TIMESTAMP columns convert through the session time zone; UTC matches `timezone: 'Z'`.
         conn.query({ sql: MYSQL_SESSION_SQL }, (setErr) => {
+          clearTimeout(timer);
           if (setErr) {
             conn.destroy();
             reject(Errors.connectionLost(name, `cannot set up the session: ${setErr.message}`));

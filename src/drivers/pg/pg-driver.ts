@@ -58,6 +58,8 @@ class PgConnection implements DriverConnection {
   readonly #db: string;
   readonly #limits: StatementLimits;
   #brokenListener: ((err: Error) => void) | undefined;
+  /** Statements waiting for the server's ReadyForQuery after an error: a lost connection must settle them. */
+  readonly #inflight = new Set<(err: BrokerError) => void>();
 
   constructor(seq: number, client: pg.Client, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -73,6 +75,7 @@ class PgConnection implements DriverConnection {
   #markBroken(err: Error): void {
     if (this.broken) return;
     this.broken = true;
+    for (const fail of [...this.#inflight]) fail(Errors.connectionLost(this.#db, err.message));
     const l = this.#brokenListener;
     this.#brokenListener = undefined;
     l?.(err);
@@ -120,8 +123,25 @@ class PgConnection implements DriverConnection {
         };
       }
       q.callback = (err, r) => {
-        if (err) settle(this.#failure(err));
-        else settle(undefined, toRaw(r!));
+        if (!err) {
+          settle(undefined, toRaw(r!));
+          return;
+        }
+        const out = this.#failure(err);
+        if (out.code === 'DATABASE_ERROR' && this.#awaitingReady()) {
+          // Fix: pg answers at the ErrorResponse, which the server flushes before its
+          // ReadyForQuery; when the two arrived in separate reads, the pool read the transaction
+          // status before it changed and handed a connection still in the failed transaction
+          // ('current transaction is aborted') to the next user. Answer once the status is known.
+          const fail = (e: BrokerError): void => {
+            this.#inflight.delete(fail);
+            settle(e);
+          };
+          this.#inflight.add(fail);
+          this.#pgConnection().once('readyForQuery', () => fail(out));
+          return;
+        }
+        settle(out);
       };
       if (timeoutMillis > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, timeoutMillis)), timeoutMillis);
       this.#client.query(q as unknown as pg.Submittable);
@@ -180,6 +200,16 @@ class PgConnection implements DriverConnection {
       }
       throw err;
     }
+  }
+
+  /** True while pg waits for the server's ReadyForQuery (pg's own flag); the transaction status is stale until then. */
+  #awaitingReady(): boolean {
+    return !this.broken && this.#queryable() && (this.#client as unknown as { readyForQuery?: boolean }).readyForQuery === false;
+  }
+
+  /** pg's protocol connection (an EventEmitter of backend messages). */
+  #pgConnection(): { once(event: 'readyForQuery', listener: () => void): unknown } {
+    return (this.#client as unknown as { connection: { once(event: 'readyForQuery', listener: () => void): unknown } }).connection;
   }
 
   /** False once pg has given up on the session (socket error or end); pg's own flags. */
