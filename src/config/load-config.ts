@@ -48,6 +48,15 @@ export async function loadConfig(source: string | URL | object): Promise<BrokerC
     const what = /end of input/.test(e.message ?? '') ? 'unexpected end of input' : 'unexpected character';
     throw Errors.configInvalid(`${clean(path)}:${e.lineNumber ?? 1}:${Math.max(1, e.columnNumber ?? 1)}: invalid JSON5: ${what}`);
   }
+  // Fix (RELIABILITY.md S4): JSON5 keeps the last of two equal keys, so a second `max`, or a
+  // second database of the same name, silently replaced the first. Refused, naming both lines.
+  const duplicates: { path: Seg[]; again: Loc }[] = [];
+  locateKeys(text, duplicates);
+  if (duplicates.length > 0) {
+    // Keys inside a repeated object repeat too; name the repeated object only.
+    const inside = (d: { path: Seg[] }) => duplicates.some((o) => o.path.length < d.path.length && o.path.every((seg, i) => seg === d.path[i]));
+    fail(duplicates.filter((d) => !inside(d)).map((d) => ({ path: d.path, message: `is given more than once (again at line ${d.again.line}, column ${d.again.column})` })), { path, text });
+  }
   return resolveConfig(parsed, { path, text });
 }
 
@@ -165,11 +174,11 @@ function clean(s: string): string {
 
 /**
  * Maps each key path of a JSON5 text (`JSON.stringify(path)`) to the 1-based line and column of
- * its key (array elements: of the element). Assumes the text parsed; tracks only enough JSON5 to
+ * its key (array elements: of the element); a key given twice in one object goes to `duplicates`. Assumes the text parsed; tracks only enough JSON5 to
  * follow the path: comments, both quote styles, unquoted keys, nesting. Lines count `\n` only,
  * columns UTF-16 units, as JSON5's own error positions do.
  */
-function locateKeys(text: string): Map<string, Loc> {
+function locateKeys(text: string, duplicates?: { path: Seg[]; again: Loc }[]): Map<string, Loc> {
   const locs = new Map<string, Loc>();
   const stack: { kind: 'object' | 'array'; path: Seg[]; key: string | undefined; index: number }[] = [];
   let i = 0;
@@ -209,7 +218,10 @@ function locateKeys(text: string): Map<string, Loc> {
     } else if (top?.kind === 'object' && top.key === undefined) {
       const end = c === '"' || c === "'" ? stringEnd(i) : endOfWord(text, i, /[\s:/,{}[\]]/);
       top.key = unescape(c === '"' || c === "'" ? text.slice(i + 1, end - 1) : text.slice(i, end));
-      locs.set(JSON.stringify([...top.path, top.key]), { line, column: i - lineStart + 1 });
+      const keyPath = JSON.stringify([...top.path, top.key]);
+      const loc = { line, column: i - lineStart + 1 };
+      if (!locs.has(keyPath)) locs.set(keyPath, loc);
+      else duplicates?.push({ path: [...top.path, top.key], again: loc });
       moveTo(end);
     } else {
       const path: Seg[] = top === undefined ? [] : [...top.path, top.kind === 'array' ? top.index : (top.key as string)];

@@ -33,7 +33,7 @@ export class DriverSpy {
   readonly #restore: (() => void)[] = [];
 
   constructor(user = BROKER_USER) {
-    const spy = this;
+    const spy = { statements: this.statements, connectErrors: this.connectErrors };
     const pgProto = pg.Client.prototype as unknown as Record<string, Fn>;
     const pgQuery = pgProto.query;
     const pgConnect = pgProto.connect;

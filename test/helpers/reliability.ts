@@ -152,3 +152,31 @@ export class ErrorWatch {
     return this.seen;
   }
 }
+
+/** Host and port of a kind's real server, for a proxy in front of it. */
+export function serverOf(kind: DriverKind): { host: string; port: number } {
+  const u = new URL(brokerUrlOf(kind));
+  return { host: u.hostname, port: Number(u.port || (kind === 'pg' ? 5432 : 3306)) };
+}
+
+/** The code of a rejection, or `OK`. */
+export function codeOf(p: Promise<unknown>): Promise<string> {
+  return p.then(() => 'OK', (e: { code?: string; message?: string }) => e?.code ?? `NOT_A_BROKER_ERROR: ${String(e?.message ?? e)}`);
+}
+
+/** The server session id of a connection, as SQL. */
+export function sessionIdSql(kind: DriverKind): string {
+  return kind === 'pg' ? 'select pg_backend_pid() as sid' : 'select connection_id() as sid';
+}
+
+/** SQL for `n` generated rows of about `width` bytes each. */
+export function rowsSql(kind: DriverKind, n: number, width = 10): string {
+  return kind === 'pg'
+    ? `select g as id, repeat('x', ${width}) as pad from generate_series(1, ${n}) g`
+    : `select seq as id, repeat('x', ${width}) as pad from seq_1_to_${n}`;
+}
+
+/** SQL that sleeps `seconds` on the server. */
+export function sleepSql(kind: DriverKind, seconds: number): string {
+  return kind === 'pg' ? `select pg_sleep(${seconds})` : `select sleep(${seconds})`;
+}

@@ -36,6 +36,8 @@ export class ProxyConnection {
   /** Bytes forwarded each way on this connection. */
   readonly forwarded = { upstream: 0, downstream: 0 };
   closed = false;
+  /** The first bytes of the last chunk the client sent (latin1), to find the connection of a statement. */
+  lastUpstream = '';
   /** True once the client side ended or was destroyed by the client (not by the proxy). */
   clientClosedFirst = false;
   readonly #proxy: TcpProxy;
@@ -71,6 +73,7 @@ export class ProxyConnection {
       this.reset();
       return 'drop';
     }
+    this.lastUpstream = chunk.subarray(0, 512).toString('latin1');
     const rule = this.#proxy.takeCut(chunk);
     if (rule === undefined) return 'forward';
     rule.fired?.(this);

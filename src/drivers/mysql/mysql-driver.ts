@@ -45,7 +45,7 @@ interface MysqlConn {
   /** COM_RESET_CONNECTION; mysql2 also forgets its prepared statements. */
   reset(cb: (err: MysqlError | null) => void): void;
   /** The socket (a net.Socket). */
-  stream?: { destroyed: boolean; bytesRead: number; once(event: 'close', listener: () => void): unknown };
+  stream?: { destroyed: boolean; bytesRead: number; once(event: 'close', listener: () => void): unknown; destroy(): void };
 }
 
 interface ResultHeader {
@@ -316,6 +316,11 @@ class MysqlConnection implements DriverConnection {
   destroy(): void {
     this.broken = true;
     this.#conn.destroy();
+    // Fix (RELIABILITY.md F9, S6, F6): mysql2's destroy() only ends the socket (a FIN); while the
+    // server is busy with a statement, or the network is dead, the socket stayed open: close()
+    // left a handle that kept the process alive for as long as the statement ran, and a result
+    // cut by RESULT_TOO_LARGE kept arriving and being parsed. Close the socket itself.
+    this.#conn.stream?.destroy();
   }
 }
 
