@@ -29,7 +29,7 @@ export default defineConfig({
     ],
   },
   test: {
-    include: ['test/reliability/**/*.test.ts', 'test/integration/reliability-*.test.ts'],
+    include: ['test/reliability/**/*.test.ts', 'test/integration/reliability-*.test.ts', 'test/unit/reliability-*.test.ts'],
     fileParallelism: false,
     testTimeout: 300_000,
     hookTimeout: 180_000,

@@ -422,7 +422,10 @@ export class Reservations {
         return;
       }
     }
-    if (this.#holdsLease(peer.thread, db)) {
+    // Fix (found by RELIABILITY.md F8): a slot whose lease is ending (its running statement or its
+    // rollback still going) frees on its own, so waiting for it cannot wait on this thread; it
+    // used to answer POOL_DEADLOCK to a holder that asked while an expired lease was being reclaimed.
+    if (this.#holdsLease(peer.thread, db) && !this.#leases[db].some((l) => l !== undefined && l.ending)) {
       // Every slot is taken and this thread holds one of them: waiting could wait on itself.
       peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
       return;

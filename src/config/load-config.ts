@@ -298,7 +298,33 @@ function buildDatabase(name: string, db: DatabaseInput): DatabaseConfig {
     const value = db[key];
     if (value !== undefined) Object.defineProperty(out, key, { get: () => value, enumerable: false });
   }
+  // Fix (RELIABILITY.md S5): `util.inspect(config, { showHidden: true, getters: true })` (and
+  // console.dir with the same options) printed the getters' values. The config renders itself
+  // with the secrets masked, HikariCP style: the url keeps its host, never its password.
+  Object.defineProperty(out, INSPECT, {
+    enumerable: false,
+    value: (_depth: number, options: object, inspect: (v: unknown, o: object) => string) => {
+      const shown: Record<string, unknown> = { ...out };
+      if (db.url !== undefined) shown.url = maskUrl(db.url);
+      if (db.password !== undefined) shown.password = MASK;
+      return inspect(shown, options);
+    },
+  });
   return out;
+}
+
+const INSPECT = Symbol.for('nodejs.util.inspect.custom');
+const MASK = '<masked>';
+
+/** A url with its password (and anything unparsable) masked. */
+function maskUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '****';
+    return u.href;
+  } catch {
+    return MASK;
+  }
 }
 
 function deepFreeze<T>(v: T): T {

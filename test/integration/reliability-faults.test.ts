@@ -21,7 +21,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, BrokerError } from 'threadbroker';
 import { DriverSpy } from '../helpers/driver-spy.js';
 import { record } from '../helpers/figures.js';
-import { codeOf, relConfig, relUrl, rowsSql, serverOf, sessionIdSql } from '../helpers/reliability.js';
+import { codeOf, relConfig, relUrl, rowsSql, serverOf, sessionIdSql, sleepSql } from '../helpers/reliability.js';
 import { Admin, waitFor } from '../helpers/server-admin.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { BROKER_USER, KINDS, ph } from '../helpers/test-setup.js';
@@ -182,6 +182,26 @@ for (const kind of KINDS) {
       } finally {
         spy.restore();
       }
+    });
+
+    it('a holder asking while an expired lease is still being reclaimed waits for that slot, not POOL_DEADLOCK (F8)', async () => {
+      broker = await Broker.start(relConfig(kind, { max: 3 }, { housekeepingMillis: 20 }));
+      const db = broker.connect();
+      const a = await db.reserve('db');
+      await a.query('select 1');
+      const b = await db.reserve('db', { maxLifetimeMillis: 150 });
+      const token = b.token;
+      // b's statement outlives b's lease: b is retired at once, its slot frees when the statement ends.
+      const slow = codeOf(b.query(sleepSql(kind, 0.8)));
+      await waitFor('b retired', async () => (await codeOf(db.attach(token))) === 'TOKEN_EXPIRED', 2_000);
+      const t0 = performance.now();
+      const c = await db.reserve('db', { waitMillis: 5_000 });
+      expect(performance.now() - t0).toBeGreaterThan(200);
+      expect(await slow).toBe('OK');
+      await c.query('select 1');
+      await c.release();
+      await a.release();
+      expect(broker.stats().databases.db.reserved).toBe(0);
     });
 
     if (kind === 'pg') {

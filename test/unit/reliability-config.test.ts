@@ -58,3 +58,21 @@ describe('request size (maxRequestBytes)', () => {
     expect(requestBytes('', [cyclic])).toBeGreaterThan(0);
   });
 });
+
+describe('the resolved config', () => {
+  it('masks url and password even for util.inspect with showHidden and getters (console.dir of a careless app)', async () => {
+    const util = await import('node:util');
+    const c = await loadConfig({ databases: { a: { driver: 'pg', url: 'postgres://app:S3cretPw@db.internal:5432/app' }, b: { driver: 'mysql', host: 'h', user: 'u', password: 'S3cretPw2' } } });
+    const shown = [
+      util.inspect(c, { showHidden: true, getters: true, depth: null }),
+      util.inspect(c.databases.a, { showHidden: true, getters: true }),
+      util.format('%o %O', c, c),
+    ].join('\n');
+    expect(shown).not.toMatch(/S3cretPw/);
+    expect(shown).toContain('postgres://app:****@db.internal:5432/app');
+    expect(shown).toContain("password: '<masked>'");
+    // The values themselves are still there for the drivers.
+    expect(c.databases.a.url).toBe('postgres://app:S3cretPw@db.internal:5432/app');
+    expect(c.databases.b.password).toBe('S3cretPw2');
+  });
+});
