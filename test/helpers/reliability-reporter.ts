@@ -20,9 +20,11 @@ export default class ReliabilityReporter implements Reporter {
 
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
     const failed: string[] = [];
+    const skipped: string[] = [];
     for (const m of modules) {
       for (const t of m.children.allTests()) {
         const r = t.result();
+        if (r.state === 'skipped') skipped.push(t.fullName);
         if (r.state === 'failed') {
           failed.push(t.fullName);
           for (const e of r.errors ?? []) {
@@ -33,6 +35,6 @@ export default class ReliabilityReporter implements Reporter {
         }
       }
     }
-    process.stdout.write(`\n${summarize(readFigures(), { consoleBytes: this.#bytes, consoleHits: this.#hits, failed })}\n`);
+    process.stdout.write(`\n${summarize(readFigures(), { consoleBytes: this.#bytes, consoleHits: this.#hits, failed, skipped })}\n`);
   }
 }

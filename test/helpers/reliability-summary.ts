@@ -11,8 +11,9 @@ export interface RunFacts {
   /** Bytes of test output scanned for the canary, and the hits. */
   consoleBytes: number;
   consoleHits: number;
-  /** Full names of failed tests. */
+  /** Full names of failed tests, and of skipped ones. */
   failed: string[];
+  skipped?: string[];
 }
 
 type Data = Record<string, unknown>;
@@ -37,7 +38,7 @@ export function summarize(figures: Figure[], facts: RunFacts): string {
   row('L1', 'load at the cap', per('L1', (d) => `${fmt(num(d.ops))} ops (${d.workers} workers × ${d.opsPerWorker}) in ${d.seconds} s, peak server conns ${d.peakServer}/${d.cap}, created ${d.created}, cap refusals ${d.capRefusals}, ${d.lost} lost, ${d.duplicated} duplicated, ${d.partial} partial, p50/p99 ${ms(d.p50)}/${ms(d.p99)}`));
   row('L2', 'saturation, bounded queue', per('L2', (d) => `${d.queueFull} QUEUE_FULL (max ${d.queueFullMaxMillis} ms), ${d.acquireTimeout} ACQUIRE_TIMEOUT (earliest ${d.timeoutMinMillis} ms, max overshoot ${d.maxOvershootMillis} ms), recovery ${ms(d.recoveryMillis)}, ${d.leakedAfterTimeouts} leaked`));
   row('L3', 'spike demand', per('L3', (d) => `${d.connectionsOpened} connections opened for ${d.requests} requests (cap ${d.cap}), drained in ${d.drainMillis} ms`));
-  row('F1', 'idle connections killed', per('F1', (d) => `${d.kills} kills, ${d.crashes} crashes, ≤ ${d.maxErrorsPerRound} error per kill round, refill ≤ ${d.refillMillisMax} ms`));
+  row('F1', 'idle connections killed', per('F1', (d) => `${d.kills} kills in ${d.rounds} rounds, ${d.crashes} crashes, ${d.totalErrors} errors in the 100 queries after each round (at most 1 allowed per round), refill ≤ ${d.refillMillisMax} ms, peak conns ${d.peakServer}/${d.cap}`));
   row('F2', 'kill mid-transaction/COMMIT', per('F2', (d) => `${d.killsMidTx} kills mid-tx (reported in ≤ ${d.maxReportMillis} ms), ${d.commitFaults} during COMMIT, ${d.partial} partial commits, ${d.leakedSlots} leaked slots, ${d.unknownResolved}/${d.unknown} unknown outcomes resolved (${d.xidMismatch} mismatches)`));
   row('F3', 'kill during long statement', per('F3', (d) => `${num(d.kills) + num(d.resets)} kills/resets, rejected in ≤ ${ms(d.maxRejectMillis)}, other worker ${d.otherWorkerOps} ops, ${Object.keys((d.otherWorkerErrors ?? {}) as Data).length === 0 ? 'no' : 'some'} errors`));
   row('F4', 'restarts under load', per('F4', (d) => `${d.restarts} restarts survived, max recovery ${ms(d.maxRecoveryMillis)}, errors per restart ${((d.perRestart ?? []) as Data[]).map((r) => r.errors).join('/')}, ${d.lost} lost, ${d.unknown} unknown resolved, peak conns ${d.peakServer}/${d.cap}`));
@@ -74,7 +75,10 @@ export function summarize(figures: Figure[], facts: RunFacts): string {
   const toxics = kinds.reduce((n, k) => n + toxicsOf(k).length, 0);
   const deaths = sum('F7', 'deaths');
   const expiries = sum('F8', 'expiries');
-  const faults = `${fmt(kills)} backend kills (+${fmt(sum('F3', 'resets') + sum('F2', 'commitFaults'))} socket resets and cuts during COMMIT), ${restarts} database restarts and ${outages} outages of ${rows('F5')[0]?.data.downSeconds ?? 'n/a'} s, ${toxics} network toxics (${kinds.length} databases), ${fmt(deaths)} worker deaths and ${fmt(expiries)} lease expiries`;
+  const restartText = rows('F4').length === 0 && outages === 0
+    ? 'no database restarts (skipped in this run)'
+    : `${restarts} database restarts (${rows('F4').map((f) => `${f.data.restarts} ${f.kind}`).join(', ')}) and ${outages} outages of ${rows('F5')[0]?.data.downSeconds ?? 'n/a'} s`;
+  const faults = `${fmt(kills)} backend kills (+${fmt(sum('F3', 'resets') + sum('F2', 'commitFaults'))} socket resets and cuts during COMMIT), ${restartText}, ${toxics} network toxics (6 kinds × ${kinds.length} databases), ${fmt(deaths)} worker deaths and ${fmt(expiries)} lease expiries`;
   const accepted = sum('S1', 'accepted') + sum('S2', 'accepted') + sum('S4', 'accepted');
   const injections = sum('S2', 'unquoted') + sum('S3', 'sqlTextDeviations');
   const bad = `${fmt(sum('S1', 'tried'))} forged tokens, ${fmt(sum('S2', 'tried'))} hostile identifiers, ${fmt(sum('S3', 'payloads') + sum('S3', 'rawStatements'))} values and ${fmt(sum('S4', 'malformed'))} configs, with ${accepted} accepted and ${injections} injections`;
@@ -95,7 +99,8 @@ export function summarize(figures: Figure[], facts: RunFacts): string {
   lines.push(`Faults survived: ${faults}.`);
   lines.push(`Bad inputs tried: ${bad}.`);
   lines.push(`Nothing lost: ${nothing}.`);
+  const skipped = facts.skipped ?? [];
   if (facts.failed.length > 0) lines.push('', `FAILED (${facts.failed.length}): ${facts.failed.join('; ')}`);
-  else lines.push('', 'Every test passed.');
+  else lines.push('', `Every test passed${skipped.length > 0 ? ` (${skipped.length} skipped: ${skipped.join('; ')})` : ''}.`);
   return lines.join('\n');
 }

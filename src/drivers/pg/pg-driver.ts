@@ -115,6 +115,14 @@ class PgConnection implements DriverConnection {
     try {
       return await this.#statement(sql, params, this.#limits.queryTimeoutMillis, name);
     } catch (err) {
+      // Fix: when pg refuses a value before sending it (a circular object), it closes the named
+      // statement on the server but keeps it listed as prepared on this connection, so every later
+      // use of that text failed with "prepared statement … does not exist". Give the text a new name.
+      if (name !== undefined && err instanceof BrokerError && err.code === 'INVALID_ARGUMENT') {
+        renameStatement(sql);
+        delete this.#preparedStatements()[name];
+        throw err;
+      }
       // After DDL changed a table's row type, PostgreSQL refuses the old plan (0A000, "cached plan
       // must not change result type"). Outside a transaction the statement had no effect: prepare
       // it again under a fresh name and run it once more. Inside one, the error stands.
@@ -243,6 +251,11 @@ class PgConnection implements DriverConnection {
   /** True while pg waits for the server's ReadyForQuery (pg's own flag); the transaction status is stale until then. */
   #awaitingReady(): boolean {
     return !this.broken && this.#queryable() && (this.#client as unknown as { readyForQuery?: boolean }).readyForQuery === false;
+  }
+
+  /** pg's record of the named statements this connection prepared (its own bookkeeping). */
+  #preparedStatements(): Record<string, string> {
+    return (this.#client as unknown as { connection: { parsedStatements?: Record<string, string> } }).connection.parsedStatements ?? {};
   }
 
   /** pg's protocol connection (an EventEmitter of backend messages). */
