@@ -4,7 +4,7 @@
  * @module
  */
 import { randomBytes } from 'node:crypto';
-import { isMainThread, MessageChannel, setEnvironmentData, Worker, type MessagePort, type WorkerOptions } from 'node:worker_threads';
+import { getEnvironmentData, isMainThread, MessageChannel, setEnvironmentData, Worker, type MessagePort, type WorkerOptions } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { Piscina } from 'piscina';
 import type Tinypool from 'tinypool';
@@ -86,6 +86,8 @@ export class Broker {
   readonly #mods: PeerModules;
   readonly #closeTimeout: number;
   #local: Db | undefined;
+  /** What `connect()` from 'threadbroker/worker' calls in the main thread. */
+  readonly #localConnect = (): Db => this.connect();
   #admin: AdminServer | undefined;
   #closing: Promise<void> | undefined;
 
@@ -136,7 +138,6 @@ export class Broker {
       throw err;
     }
     const broker = new Broker(config, await loadPeerModules(), opts, embedded);
-    // Threads created from now on learn that a broker exists and may say hello on parentPort.
     if (config.admin !== undefined) {
       try {
         broker.#admin = await startAdminServer(config.admin, () => broker.stats(), () => broker.metrics());
@@ -145,8 +146,9 @@ export class Broker {
         throw Errors.configInvalid(`admin: cannot listen on ${config.admin.host}:${config.admin.port} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
       }
     }
+    // Threads created from now on learn that a broker exists and may say hello on parentPort.
     setEnvironmentData(ENV_KEY, broker.id);
-    (globalThis as Record<symbol, unknown>)[LOCAL_KEY] = () => broker.connect();
+    (globalThis as Record<symbol, unknown>)[LOCAL_KEY] = broker.#localConnect;
     return broker;
   }
 
@@ -289,7 +291,9 @@ export class Broker {
       await Promise.all([...this.#spawned].map((w) => w.terminate()));
       const g = globalThis as Record<symbol, unknown>;
       if (this.#local !== undefined) this.#local.close();
-      if (typeof g[LOCAL_KEY] === 'function') delete g[LOCAL_KEY];
+      // Only this broker's own registrations: a newer broker in the process keeps its wiring.
+      if (g[LOCAL_KEY] === this.#localConnect) delete g[LOCAL_KEY];
+      if (getEnvironmentData(ENV_KEY) === this.id) setEnvironmentData(ENV_KEY, undefined);
     })();
     return this.#closing;
   }
