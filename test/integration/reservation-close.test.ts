@@ -5,78 +5,20 @@
  * the transactions are rolled back (their rows never appear), every request gets exactly one
  * answer, close() resolves within a bound, and no thread can take a reservation once close began.
  */
-import { threadId, type MessagePort, type Worker } from 'node:worker_threads';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { Broker, type BrokerError } from 'threadbroker';
+import { Broker } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
-import { FREE, SlotTable } from '../../src/slots/slot-table.js';
-import type { EnvData } from '../../src/transport/protocol.js';
+import { FREE } from '../../src/slots/slot-table.js';
+import { AGENT, Agent } from '../helpers/agent.js';
+import { codeOf, sleepSql, slotTableOf, until } from '../helpers/rsv-helpers.js';
 import { BROKER_USER, KINDS, configFor, urlOf } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
 const TABLE = `rsv_close_${BROKER_USER}`;
 
-const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const CLOSE_TIMEOUT = 1000;
-
-/** The test's end of an rsv-agent: one command, one answer. */
-class Agent {
-  readonly ready: Promise<number>;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #port: MessagePort | Worker;
-
-  constructor(port: MessagePort | Worker) {
-    this.#port = port;
-    this.ready = new Promise((resolve) => {
-      port.on('message', (m: { ready?: boolean; threadId: number; id: number; ok: boolean; value: unknown; err: { code: string; message: string } }) => {
-        if (m.ready) return resolve(m.threadId);
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.ok) p?.resolve(m.value);
-        else p?.reject(Object.assign(new Error(m.err.message), m.err));
-      });
-    });
-  }
-
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ id, op, ...args });
-    });
-  }
-}
-
-async function slotTableOf(broker: Broker): Promise<SlotTable> {
-  const port = broker.port();
-  const env = await new Promise<EnvData>((resolve) => {
-    port.once('message', (m: { env: EnvData }) => resolve(m.env));
-    port.postMessage({ t: 'hello', v: 1, thread: threadId });
-  });
-  port.close();
-  return new SlotTable(env.slotCounts, env.slots);
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, millis = 5000): Promise<void> {
-  const end = Date.now() + millis;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** Settles to the error code, or OK. */
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (err) {
-    return (err as BrokerError).code ?? String(err);
-  }
-}
 
 /** Runs SQL as the admin user (the broker is closed by then). */
 async function admin(kind: DriverKind, sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
@@ -97,7 +39,6 @@ async function admin(kind: DriverKind, sql: string, params: unknown[] = []): Pro
   }
 }
 
-const sleepSql = (kind: DriverKind, s: number) => (kind === 'pg' ? `select pg_sleep(${s})` : `select sleep(${s})`);
 /** Counts the broker login's sessions running `sleepSql(kind, s)` right now (server side). */
 const runningSql = (kind: DriverKind, s: number) => (kind === 'pg'
   ? `select count(*)::int as n from pg_stat_activity where usename = $1 and state = 'active' and query = '${sleepSql(kind, s)}'`

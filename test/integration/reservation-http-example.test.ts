@@ -8,11 +8,10 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { threadId } from 'node:worker_threads';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Broker } from 'threadbroker';
 import { SlotTable } from '../../src/slots/slot-table.js';
-import type { EnvData } from '../../src/transport/protocol.js';
+import { slotTableOf } from '../helpers/rsv-helpers.js';
 import { BROKER_USER, KINDS, brokerUrlOf } from '../helpers/test-setup.js';
 
 const SERVER = new URL('../../examples/http-transaction/server.mjs', import.meta.url);
@@ -37,17 +36,6 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   if (token !== undefined) headers['transaction-token'] = token;
   const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   return { status: res.status, body: (await res.json()) as Answer['body'] };
-}
-
-/** The broker's slot table, as a thread sees it (test-only peek through a raw hello). */
-async function slotTableOf(broker: Broker): Promise<SlotTable> {
-  const port = broker.port();
-  const env = await new Promise<EnvData>((resolve) => {
-    port.once('message', (m: { env: EnvData }) => resolve(m.env));
-    port.postMessage({ t: 'hello', v: 1, thread: threadId });
-  });
-  port.close();
-  return new SlotTable(env.slotCounts, env.slots);
 }
 
 async function until(cond: () => boolean | Promise<boolean>, what: string, millis = 5000): Promise<void> {

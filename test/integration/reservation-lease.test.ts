@@ -5,17 +5,16 @@
  * carries `idle_in_transaction_session_timeout` as a backstop, reset once it goes back to the pool.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { threadId, type MessagePort, type Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, BrokerError, type Db } from 'threadbroker';
 import { RESERVED, SlotTable } from '../../src/slots/slot-table.js';
-import type { EnvData } from '../../src/transport/protocol.js';
+import { AGENT, Agent } from '../helpers/agent.js';
+import { slotTableOf, until } from '../helpers/rsv-helpers.js';
 import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
 const TABLE = `rsv_lease_${BROKER_USER}`;
 
-const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const TICK = 50;
 /** Timer and scheduling slack on a loaded 2-core machine. */
 const SLACK = 80;
@@ -32,53 +31,6 @@ async function withLoopLag<T>(fn: () => Promise<T>): Promise<[T, number]> {
     return [out, h.max / 1e6];
   } finally {
     h.disable();
-  }
-}
-
-/** The test's end of an rsv-agent: one command, one answer. */
-class Agent {
-  readonly ready: Promise<number>;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #port: MessagePort | Worker;
-
-  constructor(port: MessagePort | Worker) {
-    this.#port = port;
-    this.ready = new Promise((resolve) => {
-      port.on('message', (m: { ready?: boolean; threadId: number; id: number; ok: boolean; value: unknown; err: { code: string; message: string } }) => {
-        if (m.ready) return resolve(m.threadId);
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.ok) p?.resolve(m.value);
-        else p?.reject(Object.assign(new Error(m.err.message), m.err));
-      });
-    });
-  }
-
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ id, op, ...args });
-    });
-  }
-}
-
-async function slotTableOf(broker: Broker): Promise<SlotTable> {
-  const port = broker.port();
-  const env = await new Promise<EnvData>((resolve) => {
-    port.once('message', (m: { env: EnvData }) => resolve(m.env));
-    port.postMessage({ t: 'hello', v: 1, thread: threadId });
-  });
-  port.close();
-  return new SlotTable(env.slotCounts, env.slots);
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, millis = 5000): Promise<void> {
-  const end = Date.now() + millis;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
   }
 }
 

@@ -5,65 +5,16 @@
  * while none is free gets POOL_DEADLOCK at once; nobody hangs), and hoarding (a thread asking for
  * cap + 10 reservations gets at most maxReserved while plain queries keep being served).
  */
-import { threadId, type MessagePort, type Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Broker, BrokerError, type Db } from 'threadbroker';
+import { Broker, type Db } from 'threadbroker';
 import { SlotTable } from '../../src/slots/slot-table.js';
-import type { EnvData } from '../../src/transport/protocol.js';
+import { AGENT, Agent } from '../helpers/agent.js';
+import { codeOf, slotTableOf } from '../helpers/rsv-helpers.js';
 import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
 const TABLE = `rsv_lim_${BROKER_USER}`;
-
-const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
-
-/** The test's end of an rsv-agent: one command, one answer. */
-class Agent {
-  readonly ready: Promise<number>;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #port: MessagePort | Worker;
-
-  constructor(port: MessagePort | Worker) {
-    this.#port = port;
-    this.ready = new Promise((resolve) => {
-      port.on('message', (m: { ready?: boolean; threadId: number; id: number; ok: boolean; value: unknown; err: { code: string; message: string } }) => {
-        if (m.ready) return resolve(m.threadId);
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.ok) p?.resolve(m.value);
-        else p?.reject(Object.assign(new Error(m.err.message), m.err));
-      });
-    });
-  }
-
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ id, op, ...args });
-    });
-  }
-}
-
-async function slotTableOf(broker: Broker): Promise<SlotTable> {
-  const port = broker.port();
-  const env = await new Promise<EnvData>((resolve) => {
-    port.once('message', (m: { env: EnvData }) => resolve(m.env));
-    port.postMessage({ t: 'hello', v: 1, thread: threadId });
-  });
-  port.close();
-  return new SlotTable(env.slotCounts, env.slots);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (err) {
-    return (err as BrokerError).code ?? String(err);
-  }
-}
 
 for (const kind of KINDS) {
   describe(`${kind}: reservation generations and limits`, () => {

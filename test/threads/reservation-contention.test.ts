@@ -5,60 +5,20 @@
  * and counts the rows (never more than 3). Waiters are granted in FIFO order: the test queues them
  * one by one (watching the broker's waiter count in shared memory) and frees one slot at a time.
  */
-import { threadId, type MessagePort, type Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, type Db } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
 import { SlotTable } from '../../src/slots/slot-table.js';
-import type { EnvData } from '../../src/transport/protocol.js';
+import { AGENT, Agent } from '../helpers/agent.js';
 import { ConnectionMonitor } from '../helpers/monitor.js';
+import { slotTableOf } from '../helpers/rsv-helpers.js';
 import { BROKER_USER, KINDS, configFor } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
 const TABLE = `rsv_holders_${BROKER_USER}`;
 
-const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
 const THREADS = 16;
-
-/** The test's end of an rsv-agent: one command, one answer. */
-class Agent {
-  readonly ready: Promise<number>;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #port: MessagePort | Worker;
-
-  constructor(port: MessagePort | Worker) {
-    this.#port = port;
-    this.ready = new Promise((resolve) => {
-      port.on('message', (m: { ready?: boolean; threadId: number; id: number; ok: boolean; value: unknown; err: { code: string; message: string } }) => {
-        if (m.ready) return resolve(m.threadId);
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.ok) p?.resolve(m.value);
-        else p?.reject(Object.assign(new Error(m.err.message), m.err));
-      });
-    });
-  }
-
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ id, op, ...args });
-    });
-  }
-}
-
-/** The broker's slot table, as a thread sees it (test-only peek through a raw hello). */
-async function slotTableOf(broker: Broker): Promise<SlotTable> {
-  const port = broker.port();
-  const env = await new Promise<EnvData>((resolve) => {
-    port.once('message', (m: { env: EnvData }) => resolve(m.env));
-    port.postMessage({ t: 'hello', v: 1, thread: threadId });
-  });
-  port.close();
-  return new SlotTable(env.slotCounts, env.slots);
-}
 
 /** Yields to the event loop until `cond` holds; fails after `millis` (a bound, not a sleep). */
 async function until(cond: () => boolean, what: string, millis = 5000): Promise<void> {

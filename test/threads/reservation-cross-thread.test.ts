@@ -5,45 +5,15 @@
  * And statements sent on one token from two threads at once run one at a time, never interleaved
  * (checked with server-side clocks).
  */
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { MessageChannel } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, type Db } from 'threadbroker';
 import type { DriverKind } from '../../src/config/types.js';
+import { AGENT, Agent } from '../helpers/agent.js';
 import { BROKER_USER, KINDS, configFor, ph } from '../helpers/test-setup.js';
 
 /** The table of this file, per broker login, so concurrent runs under other logins never share it. */
 const TABLE = `rsv_cross_${BROKER_USER}`;
-
-const AGENT = new URL('../fixtures/workers/rsv-agent.mjs', import.meta.url);
-
-/** The test's end of an rsv-agent: one command, one answer. */
-class Agent {
-  readonly ready: Promise<number>;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly #port: MessagePort | Worker;
-
-  constructor(port: MessagePort | Worker) {
-    this.#port = port;
-    this.ready = new Promise((resolve) => {
-      port.on('message', (m: { ready?: boolean; threadId: number; id: number; ok: boolean; value: unknown; err: { code: string; message: string } }) => {
-        if (m.ready) return resolve(m.threadId);
-        const p = this.#pending.get(m.id);
-        this.#pending.delete(m.id);
-        if (m.ok) p?.resolve(m.value);
-        else p?.reject(Object.assign(new Error(m.err.message), m.err));
-      });
-    });
-  }
-
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#port.postMessage({ id, op, ...args });
-    });
-  }
-}
 
 /** SQL of the server session id, named `sid`. */
 const sessionSql = (kind: DriverKind) => (kind === 'pg' ? 'select pg_backend_pid() as sid' : 'select connection_id() as sid');
