@@ -8,154 +8,15 @@
  * keeps broker connections busy until the test opens it, and each step waits (bounded) for the
  * state it needs on the server or in `broker.stats()`.
  */
-import { Worker } from 'node:worker_threads';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, BrokerError } from 'threadbroker';
-import type { DriverKind } from '../../src/config/types.js';
-import { BROKER_USER, KINDS, configFor, ph, serverCountSql, urlOf } from '../helpers/test-setup.js';
+import { BROKER_USER, KINDS, configFor, ph, serverCountSql } from '../helpers/test-setup.js';
+import { Admin, Commander, GATE, Gate, waitFor } from '../helpers/core-harness.js';
 
-const COMMANDER = new URL('../fixtures/workers/core-commander.mjs', import.meta.url);
 // Per-login table names: a concurrent run of this file under another login (the lead's full run)
 // must not share rows, locks or sequences with this one.
-const GATE = `core_gate_${BROKER_USER}`;
 const FIFO = `core_fifo_${BROKER_USER}`;
 const TX = `core_tx_${BROKER_USER}`;
-
-/** Bounded poll on a condition: returns as soon as it holds. */
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMillis = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMillis;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMillis}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** One admin (superuser) connection running autocommit statements. */
-class Admin {
-  readonly kind: DriverKind;
-  #pg: pg.Client | undefined;
-  #my: mysql.Connection | undefined;
-
-  constructor(kind: DriverKind) {
-    this.kind = kind;
-  }
-
-  async open(): Promise<this> {
-    if (this.kind === 'pg') {
-      this.#pg = new pg.Client({ connectionString: urlOf('pg') });
-      await this.#pg.connect();
-    } else {
-      this.#my = await mysql.createConnection(urlOf('mysql'));
-    }
-    return this;
-  }
-
-  async rows(sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
-    if (this.#pg) return (await this.#pg.query(sql, params)).rows as Record<string, unknown>[];
-    const [rows] = await this.#my!.query(sql, params);
-    return rows as Record<string, unknown>[];
-  }
-
-  async scalar(sql: string, params: unknown[] = []): Promise<number> {
-    const r = await this.rows(sql, params);
-    return Number(Object.values(r[0])[0]);
-  }
-
-  async close(): Promise<void> {
-    await this.#pg?.end();
-    await this.#my?.end();
-  }
-}
-
-/**
- * A row lock held by an admin transaction: broker statements that select the row `for update`
- * block on the server until `open()`.
- */
-class Gate {
-  readonly admin: Admin;
-  readonly #counter: Admin;
-  readonly id: number;
-  #held = false;
-
-  constructor(kind: DriverKind, id: number) {
-    this.admin = new Admin(kind);
-    this.#counter = new Admin(kind);
-    this.id = id;
-  }
-
-  /** The statement a broker connection runs to block on the gate (returns the row id). */
-  get sql(): string {
-    return `select id from ${GATE} where id = ${this.id} for update`;
-  }
-
-  async init(): Promise<this> {
-    await this.admin.open();
-    await this.#counter.open();
-    return this;
-  }
-
-  async hold(): Promise<void> {
-    await this.admin.rows(this.admin.kind === 'pg' ? 'begin' : 'start transaction');
-    await this.admin.rows(`select id from ${GATE} where id = ${this.id} for update`);
-    this.#held = true;
-  }
-
-  async open(): Promise<void> {
-    if (!this.#held) return;
-    this.#held = false;
-    await this.admin.rows('commit');
-  }
-
-  /** Broker sessions whose statement is on the server, blocked behind this gate. */
-  blocked(): Promise<number> {
-    const like = `%${GATE} where id = ${this.id} for update%`;
-    return this.admin.kind === 'pg'
-      ? this.#counter.scalar(`select count(*)::int from pg_stat_activity where usename = $1 and state = 'active' and query like $2`, [BROKER_USER, like])
-      : this.#counter.scalar(`select count(*) from information_schema.processlist where user = ? and command = 'Query' and info like ?`, [BROKER_USER, like]);
-  }
-
-  async close(): Promise<void> {
-    await this.open();
-    await this.admin.close();
-    await this.#counter.close();
-  }
-}
-
-/** A worker wired with broker.worker that sends one query per command. */
-class Commander {
-  readonly worker: Worker;
-  readonly #replies = new Map<string, { resolve: (v: { ok?: unknown[]; error?: Record<string, unknown> }) => void }>();
-  readonly #sent = new Map<string, () => void>();
-  readonly ready: Promise<void>;
-
-  constructor(broker: Broker) {
-    this.worker = broker.worker(COMMANDER);
-    this.ready = new Promise((resolve, reject) => {
-      this.worker.once('error', reject);
-      this.worker.on('message', (m: { ready?: boolean; tag?: string; sent?: boolean; ok?: unknown[]; error?: Record<string, unknown> }) => {
-        if (m.ready) resolve();
-        else if (m.sent) this.#sent.get(m.tag!)?.();
-        else this.#replies.get(m.tag!)?.resolve(m);
-      });
-    });
-  }
-
-  /** Sends a query; `sent` resolves once the request left the worker, `reply` with its answer. */
-  query(tag: string, sql: string, params?: unknown[]): { sent: Promise<void>; reply: Promise<{ ok?: unknown[]; error?: Record<string, unknown> }> } {
-    const sent = new Promise<void>((resolve) => this.#sent.set(tag, resolve));
-    const reply = new Promise<{ ok?: unknown[]; error?: Record<string, unknown> }>((resolve) => this.#replies.set(tag, { resolve }));
-    this.worker.postMessage({ op: 'query', tag, sql, params });
-    return { sent, reply };
-  }
-
-  async exit(): Promise<void> {
-    const gone = new Promise((r) => this.worker.once('exit', r));
-    this.worker.postMessage({ op: 'exit' });
-    await gone;
-  }
-}
 
 for (const kind of KINDS) {
   describe(`${kind}: pool deadlines, limits, order, lifetimes, reset, figures`, () => {
