@@ -1,11 +1,10 @@
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
 import { defineConfig } from 'vitest/config';
+import base from './vitest.config.js';
 
-// The reliability suite (RELIABILITY.md): `npm run test:reliability`. Same aliases as the default
-// config (tests run against dist/), its own files, and one summary printed at the end.
-const dist = (p: string): string => fileURLToPath(new URL(`./dist/src/${p}`, import.meta.url));
+// The reliability suite (RELIABILITY.md): `npm run test:reliability`. The default config's aliases
+// (tests run against dist/), its own files, and one summary printed at the end.
 
 /** Rows in plan order; server restarts and stops (F4, F5) last, since they disturb everything else. */
 const ORDER = ['l1', 'l2', 'l3', 'f1', 'f2', 'f3', 'f6', 'f7', 'f8', 'f9', 's1', 's2', 's3', 's4', 's5', 's6', 's7', 'reliability-', 'f4', 'f5'];
@@ -22,12 +21,7 @@ class PlanOrder extends BaseSequencer {
 }
 
 export default defineConfig({
-  resolve: {
-    alias: [
-      { find: /^threadbroker\/worker$/, replacement: dist('worker.js') },
-      { find: /^threadbroker$/, replacement: dist('index.js') },
-    ],
-  },
+  resolve: base.resolve,
   test: {
     include: ['test/reliability/**/*.test.ts', 'test/integration/reliability-*.test.ts', 'test/unit/reliability-*.test.ts'],
     fileParallelism: false,
