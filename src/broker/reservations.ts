@@ -14,9 +14,9 @@ import type {
   QueryRequest, ReleaseRequest, ReserveClaimedRequest, ReserveWaitRequest, ReservationRef, TxRequest,
 } from '../transport/protocol.js';
 import { Lease } from './lease.js';
+import { txStatements } from './tx-statements.js';
 import { toReply } from './request-handler.js';
 
-const SAVEPOINT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** The server-side backstop fires this long after the lease would have. */
 const BACKSTOP_SLACK_MILLIS = 1000;
 /** Errors that end a reserved connection but say more than TX_CONNECTION_LOST, so they reach the caller as they are. */
@@ -226,24 +226,11 @@ export class Reservations {
       peer.fail(req.id, lease);
       return;
     }
-    const driver = lease.pool.driver;
     let statements: string[];
     try {
-      if (req.op !== 'begin' && req.op !== 'commit' && req.op !== 'rollback' && (typeof req.name !== 'string' || !SAVEPOINT_RE.test(req.name))) {
-        throw Errors.invalidArgument('a savepoint name must match /^[A-Za-z_][A-Za-z0-9_]{0,62}$/');
-      }
-      const name = req.name as string;
-      switch (req.op) {
-        case 'begin': statements = driver.beginSql({ isolation: req.isolation as never, readOnly: req.readOnly === true }); break;
-        case 'commit': statements = ['COMMIT']; break;
-        case 'rollback': statements = ['ROLLBACK']; break;
-        case 'savepoint': statements = [driver.savepointSql(name)]; break;
-        case 'release-savepoint': statements = [driver.releaseSavepointSql(name)]; break;
-        case 'rollback-to': statements = [driver.rollbackToSavepointSql(name)]; break;
-        default: throw Errors.invalidArgument(`unknown transaction operation ${String(req.op)}`);
-      }
+      statements = txStatements(lease.pool.driver, req);
     } catch (err) {
-      peer.fail(req.id, err instanceof TypeError ? Errors.invalidArgument(err.message) : err);
+      peer.fail(req.id, err);
       return;
     }
     const ends = req.op === 'commit' || req.op === 'rollback';
