@@ -10,6 +10,7 @@ import type { DatabaseConfig } from '../config/types.js';
 import type { Driver, DriverConnection, RawResult } from '../drivers/driver.js';
 import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
+import { WaiterQueue } from './waiter-queue.js';
 
 interface Waiter {
   since: number;
@@ -53,11 +54,7 @@ export class Pool {
   readonly #busy = new Set<DriverConnection>();
   readonly #meta = new Map<DriverConnection, Meta>();
   // FIFO with a moving head: shift() on a long array is O(n).
-  #waiters: Waiter[] = [];
-  #head = 0;
-  // Fix: waiters not yet done. `#waiters.length - #head` also counted waiters that timed out or
-  // were abandoned behind a live one, which inflated `waiting`, the QUEUE_FULL check and #grow.
-  #live = 0;
+  readonly #waiters = new WaiterQueue<Waiter>();
   /** Closes in progress (graceful ends), so close() can wait for them (no session outlives close). */
   readonly #ending = new Set<Promise<void>>();
   /** Connects in flight, so close() can wait for them and end what they open. */
@@ -91,7 +88,7 @@ export class Pool {
 
   /** Live figures. */
   stats(): PoolStats {
-    const waiting = this.#live;
+    const waiting = this.#waiters.live;
     const idle = this.#idle.length;
     const busy = this.#busy.size;
     return { max: this.#config.max, open: idle + busy, idle, busy, waiting, created: this.#created, connecting: this.#connecting };
@@ -118,7 +115,7 @@ export class Pool {
   #takeIdle(): DriverConnection | undefined {
     if (this.#closed) return undefined;
     // Only take idle connections when nobody queues, so FIFO holds.
-    if (this.#live > 0) return undefined;
+    if (this.#waiters.live > 0) return undefined;
     for (;;) {
       // LIFO: the most recently used connection is the warmest and the least likely to be dead.
       const conn = this.#idle.pop();
@@ -153,7 +150,7 @@ export class Pool {
     // connection still to be opened will serve do not. Before, `queueLimit: 0` refused every
     // request of a fresh pool (nothing idle yet) with QUEUE_FULL, so the pool could never open.
     const room = this.#config.max - this.#idle.length - this.#busy.size;
-    if (this.#live - Math.max(0, room) >= this.#config.queueLimit) {
+    if (this.#waiters.live - Math.max(0, room) >= this.#config.queueLimit) {
       this.queueFull++;
       return Promise.reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
     }
@@ -168,27 +165,18 @@ export class Pool {
           waiter.timer = setTimeout(expire, Math.ceil(left));
           return;
         }
-        this.#settleWaiter(waiter);
+        this.#waiters.settle(waiter);
         this.timeouts++;
         const err = Errors.acquireTimeout(this.name, timeoutMillis, this.stats());
         if (this.#lastConnectError !== undefined) {
           err.message += `; last connect error: ${this.#lastConnectError}`;
         }
         reject(err);
-        this.#compact();
       };
       waiter.timer = setTimeout(expire, timeoutMillis);
       this.#waiters.push(waiter);
-      this.#live++;
       this.#grow();
     });
-  }
-
-  /** Marks a live waiter done (granted, timed out, abandoned or closed). */
-  #settleWaiter(w: Waiter): void {
-    w.done = true;
-    this.#live--;
-    if (w.timer !== undefined) clearTimeout(w.timer);
   }
 
   /**
@@ -197,16 +185,9 @@ export class Pool {
    * Returns how many were dropped.
    */
   abandon(owner: object): number {
-    let n = 0;
-    for (let i = this.#head; i < this.#waiters.length; i++) {
-      const w = this.#waiters[i];
-      if (w.done || w.owner !== owner) continue;
-      this.#settleWaiter(w);
-      w.reject(Errors.threadExited('the requesting thread is gone; its queued request was dropped'));
-      n++;
-    }
-    if (n > 0) this.#compact();
-    return n;
+    const dropped = this.#waiters.removeWhere((w) => w.owner === owner);
+    for (const w of dropped) w.reject(Errors.threadExited('the requesting thread is gone; its queued request was dropped'));
+    return dropped.length;
   }
 
   /**
@@ -259,7 +240,7 @@ export class Pool {
       this.#discard(conn);
       return;
     }
-    const waiter = this.#nextWaiter();
+    const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       // Stays in #busy: handed straight to the next waiter.
       const now = performance.now();
@@ -272,36 +253,6 @@ export class Pool {
     this.#idle.push(conn);
   }
 
-  #nextWaiter(): Waiter | undefined {
-    while (this.#head < this.#waiters.length) {
-      const w = this.#waiters[this.#head];
-      this.#waiters[this.#head] = undefined as unknown as Waiter;
-      this.#head++;
-      if (!w.done) {
-        this.#settleWaiter(w);
-        this.#compact();
-        return w;
-      }
-    }
-    this.#compact();
-    return undefined;
-  }
-
-  #compact(): void {
-    // Drop timed-out waiters at the head, then reclaim the array's front when it is mostly empty.
-    while (this.#head < this.#waiters.length && this.#waiters[this.#head].done) {
-      this.#waiters[this.#head] = undefined as unknown as Waiter;
-      this.#head++;
-    }
-    if (this.#head === this.#waiters.length) {
-      this.#waiters = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#waiters.length) {
-      this.#waiters = this.#waiters.slice(this.#head);
-      this.#head = 0;
-    }
-  }
-
   /** Opens connections for waiters, within the cap. */
   #grow(): void {
     if (this.#closed || this.#retryTimer !== undefined) return;
@@ -311,7 +262,7 @@ export class Pool {
     // cap equal to max, rotation under load failed connects with 53300 / MariaDB 1226). Ends in
     // progress count toward the cap, and each completed end calls #grow() again.
     let room = this.#config.max - open - this.#connecting - this.#ending.size;
-    let want = this.#live - this.#connecting;
+    let want = this.#waiters.live - this.#connecting;
     while (room > 0 && want > 0) {
       room--;
       want--;
@@ -346,7 +297,7 @@ export class Pool {
       (err: Error) => {
         this.#connecting--;
         this.#lastConnectError = err.message;
-        if (this.#closed || this.#live === 0) return;
+        if (this.#closed || this.#waiters.live === 0) return;
         // Back off while the server refuses, but keep trying while anyone waits (F5).
         this.#backoffMillis = Math.min(1000, this.#backoffMillis === 0 ? 25 : this.#backoffMillis * 2);
         this.#retryTimer = setTimeout(() => {
@@ -428,14 +379,7 @@ export class Pool {
     if (this.#sweeper) clearInterval(this.#sweeper);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
-    for (let i = this.#head; i < this.#waiters.length; i++) {
-      const w = this.#waiters[i];
-      if (w.done) continue;
-      this.#settleWaiter(w);
-      w.reject(Errors.brokerClosed());
-    }
-    this.#waiters = [];
-    this.#head = 0;
+    for (const w of this.#waiters.removeWhere()) w.reject(Errors.brokerClosed());
   }
 
   /**
