@@ -114,6 +114,7 @@ export class Broker {
       leaseIdleMillis: config.reservations.idleTimeoutMillis,
       leaseMaxMillis: config.reservations.maxLifetimeMillis,
       maxRequestBytes: dbs.map((c) => c.maxRequestBytes),
+      forward: dbs.map((c) => c.forwardStatements),
     };
   }
 

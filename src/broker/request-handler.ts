@@ -7,7 +7,7 @@ import type { RawResult } from '../drivers/driver.js';
 import { Errors } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { Peer, RequestSink } from '../transport/port-server.js';
-import type { OkReply, QueryRequest, Request } from '../transport/protocol.js';
+import type { ForwardRequest, OkReply, QueryRequest, Request } from '../transport/protocol.js';
 import { requestBytes } from '../transport/request-size.js';
 import type { Reservations } from './reservations.js';
 
@@ -33,6 +33,10 @@ export class RequestHandler implements RequestSink {
   handle(req: Request, peer: Peer): void {
     if (this.#closed) {
       peer.fail(req.id, Errors.brokerClosed());
+      return;
+    }
+    if (req.t === 'fq') {
+      this.#forward(req, peer);
       return;
     }
     if (req.t === 'q') {
@@ -69,6 +73,34 @@ export class RequestHandler implements RequestSink {
     // The peer is the owner of the wait, so the waits of a thread that dies can be dropped.
     pool.query(req.sql, req.params, peer).then(
       (res) => peer.reply(toReply(req.id, res)),
+      (err) => peer.fail(req.id, err),
+    );
+  }
+
+  #forward(req: ForwardRequest, peer: Peer): void {
+    const pool = this.#pools.get(req.db);
+    if (pool === undefined) {
+      peer.fail(req.id, Errors.unknownDatabase(String(req.db), [...this.#pools.keys()]));
+      return;
+    }
+    if (typeof req.sql !== 'string' || !(req.m instanceof Uint8Array)) {
+      peer.fail(req.id, Errors.invalidArgument('a forwarded statement needs its sql and message bytes'));
+      return;
+    }
+    const limit = this.#maxRequestBytes.get(req.db) ?? 0;
+    if (limit > 0) {
+      const bytes = req.sql.length + req.m.length;
+      if (bytes > limit) {
+        peer.fail(req.id, Errors.requestTooLarge(req.db, bytes, limit));
+        return;
+      }
+    }
+    if (this.#reservations.wouldDeadlock(pool, peer)) {
+      peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
+      return;
+    }
+    pool.forward(req.sql, req.m, peer).then(
+      (w) => peer.reply({ id: req.id, w }),
       (err) => peer.fail(req.id, err),
     );
   }

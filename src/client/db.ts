@@ -11,6 +11,8 @@ import type { PortClient } from './port-client.js';
 import { Reservation, type BeginOptions } from './reservation.js';
 import { toResult, type QueryResult } from './result.js';
 import { modelOf } from '../mapper/mapper-context.js';
+import { decodeAnswer, encodeStatement } from '../drivers/pg/pg-wire.js';
+import { deserializeError, serializeError } from '../transport/serialize-error.js';
 import type { Model } from '../mapper/model.js';
 
 /** Options of `reserve`. Lease defaults come from `reservations` in the config. */
@@ -47,6 +49,11 @@ function checkMillis(name: string, v: unknown): number {
     throw Errors.invalidArgument(`${name} must be an integer number of milliseconds between 0 and 2147483647`);
   }
   return v;
+}
+
+/** The error as it would have crossed the port: whitelisted fields only, the caller's stack. */
+function rethrowAt(err: BrokerError, site: { stack?: string }): BrokerError {
+  return deserializeError(serializeError(err), site);
 }
 
 function isRetryable(err: unknown): boolean {
@@ -107,14 +114,36 @@ export class Db {
   query<R = Record<string, unknown>>(database: string, sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     const site: { stack?: string } = {};
     Error.captureStackTrace(site, this.query);
+    let i: number;
     try {
-      this.#index(database);
+      i = this.#index(database);
       if (typeof sql !== 'string') throw Errors.invalidArgument('sql must be a string');
       if (params !== undefined && !Array.isArray(params)) throw Errors.invalidArgument('params must be an array');
     } catch (err) {
       return Promise.reject(err);
     }
+    if (this.#client.env.forward?.[i] === true) return this.#forward<R>(database, sql, params, site);
     return this.#client.request({ t: 'q', db: database, sql, params: params as unknown[] | undefined }, site).then((r) => toResult<R>(r));
+  }
+
+  /**
+   * A plain statement as protocol bytes: encoded here, forwarded by the broker, decoded here
+   * (issue 8: the main thread frames answers but parses no row).
+   */
+  #forward<R>(database: string, sql: string, params: readonly unknown[] | undefined, site: { stack?: string }): Promise<QueryResult<R>> {
+    const refused = this.#client.refuseOversized(database, sql, params, site);
+    if (refused !== undefined) return Promise.reject(refused);
+    let m: Uint8Array;
+    try {
+      m = encodeStatement(sql, params, database);
+    } catch (err) {
+      return Promise.reject(err instanceof BrokerError ? rethrowAt(err, site) : err);
+    }
+    return this.#client.request({ t: 'fq', db: database, sql, m }, site).then((r) => {
+      const out = decodeAnswer(r.w!, database);
+      if (out instanceof BrokerError) throw rethrowAt(out, site);
+      return toResult<R>({ id: r.id, f: out.fields, r: out.rows, n: out.rowCount });
+    });
   }
 
   /** A handle on one database (`db.database('main').query('select 1')`). */

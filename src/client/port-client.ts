@@ -106,16 +106,8 @@ export class PortClient {
   request(req: Outgoing, callSite: { stack?: string }): Promise<OkReply> {
     if (this.#closed !== undefined) return Promise.reject(deserializeError({ code: this.#closed.code, message: this.#closed.message }, callSite));
     if (req.t === 'q') {
-      // Fix (RELIABILITY.md S6): a huge parameter array was cloned into the main thread before
-      // anything could refuse it. Refused here, in the calling thread, before it is posted.
-      const limit = this.env.maxRequestBytes?.[this.env.databases.indexOf(req.db)] ?? 0;
-      if (limit > 0) {
-        const bytes = requestBytes(req.sql, req.params, limit);
-        if (bytes > limit) {
-          const err = Errors.requestTooLarge(req.db, bytes, limit);
-          return Promise.reject(deserializeError({ code: err.code, message: err.message, fields: { database: req.db } }, callSite));
-        }
-      }
+      const refused = this.refuseOversized(req.db, req.sql, req.params, callSite);
+      if (refused !== undefined) return Promise.reject(refused);
     }
     const id = this.#nextId++;
     const full = { ...req, id } as Request;
@@ -130,6 +122,20 @@ export class PortClient {
         this.#outbox.push(full);
       }
     });
+  }
+
+  /**
+   * `REQUEST_TOO_LARGE` (with the caller's stack) when the statement and its values exceed the
+   * database's `maxRequestBytes`. Fix (RELIABILITY.md S6): a huge parameter array was cloned into
+   * the main thread before anything could refuse it; it is refused here, before it is posted.
+   */
+  refuseOversized(db: string, sql: string, params: readonly unknown[] | undefined, callSite: { stack?: string }): BrokerError | undefined {
+    const limit = this.env.maxRequestBytes?.[this.env.databases.indexOf(db)] ?? 0;
+    if (limit <= 0) return undefined;
+    const bytes = requestBytes(sql, params, limit);
+    if (bytes <= limit) return undefined;
+    const err = Errors.requestTooLarge(db, bytes, limit);
+    return deserializeError({ code: err.code, message: err.message, fields: { database: db } }, callSite);
   }
 
   #flush(): void {

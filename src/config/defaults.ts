@@ -17,6 +17,7 @@ export interface DatabaseDefaults {
   readonly maxRows: number;
   readonly maxResultBytes: number;
   readonly maxRequestBytes: number;
+  readonly forwardStatements: boolean;
   /** `maxReserved` when absent: one connection always stays free for plain queries. */
   readonly maxReserved: (max: number) => number;
 }
@@ -44,6 +45,7 @@ export const DEFAULTS: {
     maxRows: 0,
     maxResultBytes: 64 * 1024 * 1024,
     maxRequestBytes: 64 * 1024 * 1024,
+    forwardStatements: true,
     maxReserved: (max: number): number => max - 1,
   }),
   reservations: Object.freeze({

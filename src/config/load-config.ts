@@ -292,6 +292,7 @@ function buildDatabase(name: string, db: DatabaseInput): DatabaseConfig {
     maxRows: db.maxRows ?? d.maxRows,
     maxResultBytes: db.maxResultBytes ?? d.maxResultBytes,
     maxRequestBytes: db.maxRequestBytes ?? d.maxRequestBytes,
+    forwardStatements: db.driver === 'pg' && (db.forwardStatements ?? d.forwardStatements),
   };
   // Non-enumerable getters: util.inspect, JSON.stringify, spread and structured clone skip them.
   for (const key of ['url', 'password'] as const) {

@@ -112,6 +112,25 @@ export class Pool {
     }
   }
 
+  /**
+   * Like `query`, for a statement the calling thread encoded (`DriverConnection.forward`):
+   * resolves with the server's answer as bytes.
+   */
+  forward(sql: string, msg: Uint8Array, owner?: object): Promise<Uint8Array> {
+    const conn = this.#takeIdle();
+    if (conn !== undefined) return this.#forwardAndRelease(conn, sql, msg);
+    return this.acquire(this.#config.acquireTimeoutMillis, owner).then((c) => this.#forwardAndRelease(c, sql, msg));
+  }
+
+  async #forwardAndRelease(conn: DriverConnection, sql: string, msg: Uint8Array): Promise<Uint8Array> {
+    try {
+      if (conn.forward === undefined) throw new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`);
+      return await conn.forward(sql, msg);
+    } finally {
+      this.release(conn);
+    }
+  }
+
   #takeIdle(): DriverConnection | undefined {
     if (this.#closed) return undefined;
     // Only take idle connections when nobody queues, so FIFO holds.

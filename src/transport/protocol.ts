@@ -37,6 +37,11 @@ export interface EnvData {
   leaseMaxMillis: number;
   /** `maxRequestBytes` of each database, same order (0 = no limit): checked before a request leaves the thread. */
   maxRequestBytes?: number[];
+  /**
+   * Per database, same order: true when plain statements travel as protocol bytes the thread
+   * encodes and decodes itself (`ForwardRequest`); absent or false: `QueryRequest`.
+   */
+  forward?: boolean[];
 }
 
 /** A mapped class as threads receive it (the config's `ClassConfig`, plain data). */
@@ -73,6 +78,19 @@ export interface QueryRequest {
   sql: string;
   params?: unknown[];
   rs?: ReservationRef;
+}
+
+/**
+ * A plain statement the thread encoded in the database's own protocol (PostgreSQL: a Query, or
+ * Bind + Describe + Execute + Sync of the unnamed statement). The broker prepares `sql` on the
+ * connection it picks and answers with the server's bytes (`OkReply.w`).
+ */
+export interface ForwardRequest {
+  t: 'fq';
+  id: number;
+  db: string;
+  sql: string;
+  m: Uint8Array;
 }
 
 /** Transaction control on a reservation. */
@@ -114,7 +132,7 @@ export interface ReleaseRequest {
 }
 
 /** Everything a thread can ask. */
-export type Request = QueryRequest | TxRequest | ReserveWaitRequest | ReserveClaimedRequest | ReleaseRequest;
+export type Request = QueryRequest | ForwardRequest | TxRequest | ReserveWaitRequest | ReserveClaimedRequest | ReleaseRequest;
 
 /** A serialised `BrokerError`: only whitelisted fields, never config objects or secrets. */
 export interface WireError {
@@ -130,6 +148,8 @@ export interface OkReply {
   r?: unknown[][];
   n?: number;
   i?: number | bigint;
+  /** For a forwarded statement: the server's answer, whole messages up to ReadyForQuery. */
+  w?: Uint8Array;
   /** For reserve-wait: the granted slot, generation and nonce words. */
   rs?: { slot: number; gen: number };
 }

@@ -9,36 +9,9 @@ import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
 import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
 import { pgTypes, utcDateParams } from './pg-types.js';
-
-/** The structural subset of a `pg` server error we read. */
-interface PgServerError {
-  message: string;
-  code?: string;
-  detail?: string;
-  hint?: string;
-  constraint?: string;
-  table?: string;
-  column?: string;
-  schema?: string;
-  position?: string;
-  severity?: string;
-}
-
-/** Turns whatever `pg` threw into a `BrokerError`. Socket-level failures become `CONNECTION_LOST`. */
-export function pgError(db: string, err: unknown, connectionBroken: boolean): BrokerError {
-  if (err instanceof BrokerError) return err;
-  const e = err as PgServerError;
-  if (e && typeof e === 'object' && typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && e.severity !== undefined) {
-    const fatal = isFatalSqlState(e.code);
-    return new BrokerError(fatal ? 'CONNECTION_LOST' : 'DATABASE_ERROR', e.message, {
-      sqlState: e.code, driverCode: e.code, detail: e.detail, hint: e.hint, constraint: e.constraint,
-      table: e.table, column: e.column, schema: e.schema, position: e.position, database: db,
-    });
-  }
-  const message = e && typeof e.message === 'string' ? e.message : String(err);
-  if (connectionBroken) return Errors.connectionLost(db, message);
-  return new BrokerError('DATABASE_ERROR', message, { database: db });
-}
+import { pgError, type PgServerError } from './pg-error.js';
+import { renameStatement, statementName } from './pg-statements.js';
+import { PgForwarder } from './pg-forward.js';
 
 /** The structural subset of a `pg` Query we use: a submittable with a callback and a per-row hook. */
 interface PgQuery {
@@ -50,29 +23,6 @@ const PgQueryClass = (pg as unknown as { Query: new (config: { name?: string; te
 /** Reads the transaction id without assigning one (a transaction that wrote nothing has none). */
 const XID_SQL = 'select txid_current_if_assigned()::text';
 
-/** Most distinct statement texts given a name; past it, statements run unnamed (bounded server memory). */
-const STATEMENT_NAMES_LIMIT = 1000;
-const statementNames = new Map<string, string>();
-let statementSeq = 0;
-
-/** The prepared-statement name of `sql`, the same on every connection of the process. */
-function statementName(sql: string): string | undefined {
-  let name = statementNames.get(sql);
-  if (name === undefined) {
-    if (statementNames.size >= STATEMENT_NAMES_LIMIT) return undefined;
-    name = `tb_${(++statementSeq).toString(36)}`;
-    statementNames.set(sql, name);
-  }
-  return name;
-}
-
-/** Gives `sql` a fresh name, so every connection prepares it again (the old plan is refused). */
-function renameStatement(sql: string): string {
-  const name = `tb_${(++statementSeq).toString(36)}`;
-  statementNames.set(sql, name);
-  return name;
-}
-
 class PgConnection implements DriverConnection {
   readonly seq: number;
   serverId = 0;
@@ -83,6 +33,7 @@ class PgConnection implements DriverConnection {
   #brokenListener: ((err: Error) => void) | undefined;
   /** Statements waiting for the server's ReadyForQuery after an error: a lost connection must settle them. */
   readonly #inflight = new Set<(err: BrokerError) => void>();
+  #forwarder: PgForwarder | undefined;
 
   constructor(seq: number, client: pg.Client, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -102,6 +53,30 @@ class PgConnection implements DriverConnection {
     const l = this.#brokenListener;
     this.#brokenListener = undefined;
     l?.(err);
+  }
+
+  /** Installs forwarding under pg's parser, once the session is up (see pg-forward.ts). */
+  enableForwarding(): void {
+    const stream = (this.#client as unknown as { connection: { stream: import('node:stream').Duplex } }).connection.stream;
+    const conn = this;
+    this.#forwarder = new PgForwarder(stream, {
+      get broken() { return conn.broken; },
+      preparedStatements: () => this.#preparedStatements(),
+      setTransactionStatus: (status) => { (this.#client as unknown as { _txStatus: string })._txStatus = status; },
+      abort: (err) => {
+        this.#markBroken(err);
+        this.destroy();
+      },
+      track: (fail) => {
+        this.#inflight.add(fail);
+        return () => this.#inflight.delete(fail);
+      },
+    }, this.#db, this.#limits);
+  }
+
+  forward(sql: string, msg: Uint8Array): Promise<Uint8Array> {
+    if (this.#forwarder === undefined) return Promise.reject(new BrokerError('INVALID_ARGUMENT', 'forwarding is not enabled on this connection'));
+    return this.#forwarder.forward(sql, msg);
   }
 
   onBroken(listener: (err: Error) => void): void {
@@ -347,6 +322,12 @@ export class PgDriver implements Driver {
     }
     client.off('error', early);
     const conn = new PgConnection(seq, client, this.#config.name, limitsOf(this.#config));
+    try {
+      conn.enableForwarding();
+    } catch (err) {
+      conn.destroy();
+      throw Errors.connectionLost(this.#config.name, `cannot forward statements on this connection: ${(err as Error).message}`, err);
+    }
     conn.serverId = (client as unknown as { processID?: number }).processID ?? 0;
     return conn;
   }
