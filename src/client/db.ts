@@ -11,7 +11,7 @@ import type { PortClient } from './port-client.js';
 import { Reservation, type BeginOptions } from './reservation.js';
 import { toResult, type QueryResult } from './result.js';
 import { modelOf } from '../mapper/mapper-context.js';
-import { decodeAnswer, encodeStatement } from '../drivers/pg/pg-wire.js';
+import { decodeAnswer, encodeStatement } from '../wire/pg-wire.js';
 import { deserializeError, serializeError } from '../transport/serialize-error.js';
 import type { Model } from '../mapper/model.js';
 

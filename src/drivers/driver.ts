@@ -117,8 +117,4 @@ export function internalDeadline(l: StatementLimits): number {
   return l.queryTimeoutMillis > 0 ? l.queryTimeoutMillis : l.connectTimeoutMillis;
 }
 
-/** SQLSTATE classes and codes after which a connection must not be reused (HikariCP's list). */
-export function isFatalSqlState(state: string | undefined): boolean {
-  if (!state) return false;
-  return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
-}
+export { isFatalSqlState } from '../wire/sql-state.js';

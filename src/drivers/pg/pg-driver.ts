@@ -3,13 +3,14 @@
  * add a second queue and a second cap, and would hand clients back mid-transaction.
  * @module
  */
+import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
-import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
-import { pgTypes, utcDateParams } from './pg-types.js';
-import { pgError, type PgServerError } from './pg-error.js';
+import { checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
+import { pgTypes, utcDateParams } from '../../wire/pg-types.js';
+import { pgError, type PgServerError } from '../../wire/pg-error.js';
 import { renameStatement, statementName } from './pg-statements.js';
 import { PgForwarder } from './pg-forward.js';
 
@@ -57,10 +58,9 @@ class PgConnection implements DriverConnection {
 
   /** Installs forwarding under pg's parser, once the session is up (see pg-forward.ts). */
   enableForwarding(): void {
-    const stream = (this.#client as unknown as { connection: { stream: import('node:stream').Duplex } }).connection.stream;
-    const conn = this;
+    const stream = (this.#client as unknown as { connection: { stream: Duplex } }).connection.stream;
     this.#forwarder = new PgForwarder(stream, {
-      get broken() { return conn.broken; },
+      isBroken: () => this.broken,
       preparedStatements: () => this.#preparedStatements(),
       setTransactionStatus: (status) => { (this.#client as unknown as { _txStatus: string })._txStatus = status; },
       abort: (err) => {

@@ -24,7 +24,8 @@ const IDLE = 0x49; // 'I'
 
 /** What the forwarder needs of its connection. */
 export interface ForwardHost {
-  readonly broken: boolean;
+  /** True once the session is unusable. */
+  isBroken(): boolean;
   /** Statements `pg` prepared on this session (pg's own record, shared with it). */
   preparedStatements(): Record<string, string>;
   /** Records the session's transaction status read from ReadyForQuery ('I', 'T' or 'E'). */
@@ -94,7 +95,7 @@ export class PgForwarder {
    * rejections are the broker's own: `CONNECTION_LOST`, `QUERY_TIMEOUT`, `RESULT_TOO_LARGE`.
    */
   forward(sql: string, msg: Uint8Array): Promise<Uint8Array> {
-    if (this.#host.broken) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
+    if (this.#host.isBroken()) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
     if (this.#run !== undefined) return Promise.reject(new BrokerError('INVALID_ARGUMENT', 'a forwarded statement is already running on this connection'));
     if (msg.length < 5 || (msg[0] !== Q && msg[0] !== 0x42)) return Promise.reject(Errors.invalidArgument('not a Query or Bind message'));
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -145,7 +146,7 @@ export class PgForwarder {
   #onData(chunk: Buffer): void {
     const run = this.#run;
     if (run === undefined) {
-      if (!this.#host.broken) this.#pgListener(chunk);
+      if (!this.#host.isBroken()) this.#pgListener(chunk);
       return;
     }
     let data: Buffer;

@@ -1,7 +1,7 @@
 /**
  * PostgreSQL protocol work done in the calling thread (issue 8): a plain statement is encoded
  * here into protocol messages, the broker only writes them to a connection and frames the
- * server's answer (see pg-forward.ts), and the answer's bytes are decoded here with the same
+ * server's answer (drivers/pg/pg-forward.ts), and the answer's bytes are decoded here with the same
  * type parsers the broker's `pg.Client`s use. The main thread never parses a row.
  *
  * What goes over the port: the SQL text (the broker names and prepares statements per
@@ -13,8 +13,7 @@
 import { EventEmitter } from 'node:events';
 import pgProtocol from 'pg-protocol';
 import pgUtils from 'pg/lib/utils.js';
-import { BrokerError } from '../../errors.js';
-import type { RawResult } from '../driver.js';
+import { BrokerError } from '../errors.js';
 import { pgTypes, utcDateParams } from './pg-types.js';
 import { pgError } from './pg-error.js';
 
@@ -68,6 +67,13 @@ function parserOf(oid: number): Parser {
   return p;
 }
 
+/** A decoded answer: the broker's `RawResult` shape (rows as arrays in `fields` order). */
+export interface DecodedResult {
+  fields: string[];
+  rows: unknown[][];
+  rowCount: number;
+}
+
 /** One result of the answer (a multi-statement simple query has several; the last one counts, as with `pg`). */
 interface Partial {
   fields: string[];
@@ -94,7 +100,7 @@ void parse(source as unknown as NodeJS.ReadableStream, (m) => sink?.(m as unknow
  * Decodes the broker's forwarded answer to one statement into the same `RawResult` the `pg`
  * path gives (or the same `BrokerError` for a server error).
  */
-export function decodeAnswer(bytes: Uint8Array, database: string): RawResult | BrokerError {
+export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult | BrokerError {
   let cur: Partial = { fields: [], parsers: [], rows: [], command: undefined, rowCount: undefined };
   let error: BrokerError | undefined;
   // As pg's Result: a new result starts at a row description or command tag that follows a completed one.

@@ -3,8 +3,8 @@
  * which decodes forwarded answers itself (pg-wire.ts).
  * @module
  */
-import { BrokerError, Errors } from '../../errors.js';
-import { isFatalSqlState } from '../driver.js';
+import { BrokerError, Errors } from '../errors.js';
+import { isFatalSqlState } from './sql-state.js';
 
 /** The structural subset of a `pg` server error we read. */
 export interface PgServerError {
