@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Broker, type BrokerError } from 'threadbroker';
 import { connect } from 'threadbroker/worker';
 import { PROTOCOL_VERSION } from '../../src/transport/protocol.js';
-import { Admin } from '../helpers/core-harness.js';
+import { Admin, waitFor } from '../helpers/core-harness.js';
 import { BROKER_USER, KINDS, brokerUrlOf } from '../helpers/test-setup.js';
 
 const TABLE = `fwd_${BROKER_USER}`;
@@ -139,6 +139,10 @@ describe.runIf(KINDS.includes('pg'))('pg: forwarded statements', () => {
       expect(after).not.toBe(before);
       await expect(db.query('p', 'select pg_sleep($1)', [5])).rejects.toMatchObject({ code: 'QUERY_TIMEOUT' });
       expect((await db.query('p', 'select 1 as one')).rows).toEqual([{ one: 1 }]);
+      // The server runs the abandoned sleep until it notices the closed socket: end it, so no
+      // session of the broker's user outlives this test.
+      await admin.rows('select pg_cancel_backend($1)', [after]);
+      await waitFor('the abandoned session to end', async () => (await admin.scalar('select count(*) from pg_stat_activity where pid = $1', [after])) === 0);
       expect(limited.stats().databases.p).toMatchObject({ busy: 0, waiting: 0 });
     } finally {
       await limited.close();

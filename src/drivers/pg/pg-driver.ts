@@ -35,6 +35,8 @@ class PgConnection implements DriverConnection {
   /** Statements waiting for the server's ReadyForQuery after an error: a lost connection must settle them. */
   readonly #inflight = new Set<(err: BrokerError) => void>();
   #forwarder: PgForwarder | undefined;
+  /** Transaction status after the last forwarded statement; pg's own record is stale until pg runs one again. */
+  #forwardedStatus: string | undefined;
 
   constructor(seq: number, client: pg.Client, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -62,7 +64,7 @@ class PgConnection implements DriverConnection {
     this.#forwarder = new PgForwarder(stream, {
       isBroken: () => this.broken,
       preparedStatements: () => this.#preparedStatements(),
-      setTransactionStatus: (status) => { (this.#client as unknown as { _txStatus: string })._txStatus = status; },
+      setTransactionStatus: (status) => { this.#forwardedStatus = status; },
       abort: (err) => {
         this.#markBroken(err);
         this.destroy();
@@ -116,6 +118,8 @@ class PgConnection implements DriverConnection {
    * destroyed (the server may still be running or sending; the session must not be reused).
    */
   #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number, name?: string): Promise<RawResult> {
+    // pg reads the status of this statement's ReadyForQuery from here on.
+    this.#forwardedStatus = undefined;
     return new Promise<RawResult>((resolve, reject) => {
       let settled = false;
       let timer: NodeJS.Timeout | undefined;
@@ -246,7 +250,7 @@ class PgConnection implements DriverConnection {
 
   needsReset(): boolean {
     // 'I' = idle outside a transaction; 'T' in one; 'E' in a failed one.
-    const s = this.#client.getTransactionStatus?.();
+    const s = this.#forwardedStatus ?? this.#client.getTransactionStatus?.();
     return s !== 'I' && s !== null && s !== undefined;
   }
 
