@@ -37,11 +37,11 @@ export interface DriverConnection {
   /** Runs one statement with bound parameters. Rejects with a `BrokerError`. */
   query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult>;
   /**
-   * Runs one statement the calling thread encoded in the kind's own protocol and resolves with
-   * the server's answer as bytes, for the thread to decode (issue 8: the main thread frames,
-   * it does not parse). Only kinds that forward implement it.
+   * Runs statements the calling thread encoded in the kind's own protocol, pipelined in order,
+   * and resolves each with the server's answer as bytes, for the thread to decode (issue 8: the
+   * main thread frames, it does not parse). Only kinds that forward implement it.
    */
-  forward?(sql: string, msg: Uint8Array): Promise<Uint8Array>;
+  forward?(batch: readonly { sql: string; msg: Uint8Array }[]): Promise<Uint8Array>[];
   /** True when the session holds state that must be reset before another user gets it. */
   needsReset(): boolean;
   /** Rolls back an open transaction and restores session defaults. */

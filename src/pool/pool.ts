@@ -113,22 +113,28 @@ export class Pool {
   }
 
   /**
-   * Like `query`, for a statement the calling thread encoded (`DriverConnection.forward`):
-   * resolves with the server's answer as bytes.
+   * Like `query`, for statements the calling thread encoded (`DriverConnection.forward`): one
+   * connection runs the whole batch, pipelined, and goes back once every answer is in. Each
+   * promise resolves with its statement's answer as bytes; a failed acquire rejects them all.
    */
-  forward(sql: string, msg: Uint8Array, owner?: object): Promise<Uint8Array> {
+  forward(batch: readonly { sql: string; msg: Uint8Array }[], owner?: object): Promise<Uint8Array>[] {
     const conn = this.#takeIdle();
-    if (conn !== undefined) return this.#forwardAndRelease(conn, sql, msg);
-    return this.acquire(this.#config.acquireTimeoutMillis, owner).then((c) => this.#forwardAndRelease(c, sql, msg));
+    if (conn !== undefined) return this.#forwardAndRelease(conn, batch);
+    const acquired = this.acquire(this.#config.acquireTimeoutMillis, owner);
+    const answers = batch.map(() => deferred<Uint8Array>());
+    acquired.then(
+      (c) => this.#forwardAndRelease(c, batch).forEach((p, i) => p.then(answers[i].resolve, answers[i].reject)),
+      (err: unknown) => answers.forEach((a) => a.reject(err)),
+    );
+    return answers.map((a) => a.promise);
   }
 
-  async #forwardAndRelease(conn: DriverConnection, sql: string, msg: Uint8Array): Promise<Uint8Array> {
-    try {
-      if (conn.forward === undefined) throw new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`);
-      return await conn.forward(sql, msg);
-    } finally {
-      this.release(conn);
-    }
+  #forwardAndRelease(conn: DriverConnection, batch: readonly { sql: string; msg: Uint8Array }[]): Promise<Uint8Array>[] {
+    const answers = conn.forward === undefined
+      ? batch.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`)))
+      : conn.forward(batch);
+    Promise.allSettled(answers).then(() => this.release(conn));
+    return answers;
   }
 
   #takeIdle(): DriverConnection | undefined {
@@ -428,4 +434,15 @@ export class Pool {
     }
     await this.#driver.close();
   }
+}
+
+/** A promise with its settle functions (Promise.withResolvers, which Node 20 lacks). */
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }

@@ -14,10 +14,23 @@ import { BrokerError } from '../../src/errors.js';
 
 /** A socket whose reads the test delivers and whose writes it records. */
 class ScriptedSocket extends EventEmitter {
+  /** One entry per write reaching the network: writes made while corked are one. */
   readonly written: Buffer[] = [];
+  #corked = 0;
+  #held: Buffer[] = [];
   write(b: Uint8Array): boolean {
-    this.written.push(Buffer.from(b));
+    if (this.#corked > 0) this.#held.push(Buffer.from(b));
+    else this.written.push(Buffer.from(b));
     return true;
+  }
+  cork(): void {
+    this.#corked++;
+  }
+  uncork(): void {
+    if (--this.#corked === 0 && this.#held.length > 0) {
+      this.written.push(Buffer.concat(this.#held));
+      this.#held = [];
+    }
   }
 }
 
@@ -46,6 +59,11 @@ function errorResponse(code: string, text: string): Buffer {
   return msg('E', Buffer.concat([Buffer.from('SERROR\0'), Buffer.from('VERROR\0'), Buffer.from(`C${code}\0`), Buffer.from(`M${text}\0`), Buffer.from([0])]));
 }
 
+/** A statement as the thread sends it. */
+function stmt(sql: string, params?: unknown[]): { sql: string; msg: Uint8Array } {
+  return { sql, msg: encodeStatement(sql, params, 'db') };
+}
+
 const NO_LIMITS: StatementLimits = { queryTimeoutMillis: 0, maxRows: 0, maxResultBytes: 0, connectTimeoutMillis: 1000 };
 
 function setup(limits: StatementLimits = NO_LIMITS) {
@@ -61,7 +79,8 @@ function setup(limits: StatementLimits = NO_LIMITS) {
     abort: (err) => {
       state.broken = true;
       state.aborted = err;
-      for (const f of [...state.tracked]) f(err);
+      // As PgConnection: what still waits on the session fails with CONNECTION_LOST.
+      for (const f of [...state.tracked]) f(new BrokerError('CONNECTION_LOST', err.message, { database: 'db' }));
     },
     track: (fail) => {
       state.tracked.add(fail);
@@ -80,7 +99,7 @@ describe('PgForwarder framing', () => {
     expect(socket.listeners('data')).toHaveLength(1);
     socket.emit('data', ready());
     expect(toPg).toHaveLength(1);
-    const p = fwd.forward('select a, b from t', encodeStatement('select a, b from t', undefined, 'db'));
+    const p = fwd.forward([stmt('select a, b from t')])[0];
     socket.emit('data', answer);
     await p;
     expect(toPg).toHaveLength(1);
@@ -94,7 +113,7 @@ describe('PgForwarder framing', () => {
   it('frames an answer cut at every byte offset, and hands bytes after it to pg', async () => {
     for (let cut = 1; cut < answer.length; cut++) {
       const { socket, fwd, toPg } = setup();
-      const p = fwd.forward('select a, b from t', encodeStatement('select a, b from t', undefined, 'db'));
+      const p = fwd.forward([stmt('select a, b from t')])[0];
       const trailing = msg('N', Buffer.from('SNOTICE\0\0'));
       socket.emit('data', answer.subarray(0, cut));
       socket.emit('data', Buffer.concat([answer.subarray(cut), trailing]));
@@ -107,7 +126,7 @@ describe('PgForwarder framing', () => {
 
   it('decodes the framed answer in the thread: rows, nulls, the command tag\'s count', async () => {
     const { socket, fwd } = setup();
-    const p = fwd.forward('select a, b from t', encodeStatement('select a, b from t', undefined, 'db'));
+    const p = fwd.forward([stmt('select a, b from t')])[0];
     for (const byte of answer) socket.emit('data', Buffer.from([byte]));
     expect(decodeAnswer(await p, 'db')).toEqual({ fields: ['a', 'b'], rows: [[1, null], [2, 3]], rowCount: 2 });
   });
@@ -116,7 +135,7 @@ describe('PgForwarder framing', () => {
     const { socket, fwd, prepared } = setup();
     const sql = 'select $1::int4 as a';
     const run = async (reply: Buffer): Promise<Buffer> => {
-      const p = fwd.forward(sql, encodeStatement(sql, [5], 'db'));
+      const p = fwd.forward([stmt(sql, [5])])[0];
       const sent = socket.written.at(-1)!;
       socket.emit('data', reply);
       await p;
@@ -136,7 +155,7 @@ describe('PgForwarder framing', () => {
 
   it('a failed Parse leaves the text unprepared', async () => {
     const { socket, fwd, prepared } = setup();
-    const p = fwd.forward('selec $1', encodeStatement('selec $1', [1], 'db'));
+    const p = fwd.forward([stmt('selec $1', [1])])[0];
     socket.emit('data', Buffer.concat([errorResponse('42601', 'syntax error'), ready()]));
     const out = decodeAnswer(await p, 'db');
     expect(out).toBeInstanceOf(BrokerError);
@@ -147,11 +166,11 @@ describe('PgForwarder framing', () => {
   it('after a refused cached plan (0A000) outside a transaction, prepares under a new name and runs once more', async () => {
     const { socket, fwd, prepared } = setup();
     const sql = 'select * from t where id = $1';
-    const p1 = fwd.forward(sql, encodeStatement(sql, [1], 'db'));
+    const p1 = fwd.forward([stmt(sql, [1])])[0];
     socket.emit('data', Buffer.concat([parseComplete(), bindComplete(), rowDescription(['id']), dataRow(['1']), commandComplete('SELECT 1'), ready()]));
     await p1;
     const oldName = Object.keys(prepared)[0];
-    const p2 = fwd.forward(sql, encodeStatement(sql, [1], 'db'));
+    const p2 = fwd.forward([stmt(sql, [1])])[0];
     const before = socket.written.length;
     socket.emit('data', Buffer.concat([errorResponse('0A000', 'cached plan must not change result type'), ready()]));
     expect(socket.written.length).toBe(before + 1);
@@ -164,7 +183,7 @@ describe('PgForwarder framing', () => {
 
   it('records the transaction status of every answer (a plain BEGIN leaves T)', async () => {
     const { socket, fwd, state } = setup();
-    const p = fwd.forward('begin', encodeStatement('begin', undefined, 'db'));
+    const p = fwd.forward([stmt('begin')])[0];
     socket.emit('data', Buffer.concat([commandComplete('BEGIN'), ready('T')]));
     await p;
     expect(state.status).toBe('T');
@@ -172,7 +191,7 @@ describe('PgForwarder framing', () => {
 
   it('maxRows: the statement fails with RESULT_TOO_LARGE and the session is destroyed, before the rest arrives', async () => {
     const { socket, fwd, state } = setup({ ...NO_LIMITS, maxRows: 1 });
-    const p = fwd.forward('select a, b from t', encodeStatement('select a, b from t', undefined, 'db'));
+    const p = fwd.forward([stmt('select a, b from t')])[0];
     socket.emit('data', answer);
     await expect(p).rejects.toMatchObject({ code: 'RESULT_TOO_LARGE' });
     expect(state.broken).toBe(true);
@@ -180,14 +199,14 @@ describe('PgForwarder framing', () => {
 
   it('maxResultBytes counts the rows as received', async () => {
     const { socket, fwd } = setup({ ...NO_LIMITS, maxResultBytes: 20 });
-    const p = fwd.forward('select a, b from t', encodeStatement('select a, b from t', undefined, 'db'));
+    const p = fwd.forward([stmt('select a, b from t')])[0];
     socket.emit('data', answer);
     await expect(p).rejects.toMatchObject({ code: 'RESULT_TOO_LARGE' });
   });
 
   it('a fatal server error answers with the error and ends the session', async () => {
     const { socket, fwd, state } = setup();
-    const p = fwd.forward('select 1', encodeStatement('select 1', undefined, 'db'));
+    const p = fwd.forward([stmt('select 1')])[0];
     socket.emit('data', Buffer.concat([errorResponse('57P01', 'terminating connection due to administrator command'), ready()]));
     expect(decodeAnswer(await p, 'db')).toMatchObject({ code: 'CONNECTION_LOST', sqlState: '57P01' });
     expect(state.broken).toBe(true);
@@ -195,7 +214,7 @@ describe('PgForwarder framing', () => {
 
   it('a session that breaks mid-answer fails the statement with CONNECTION_LOST', async () => {
     const { socket, fwd, state } = setup();
-    const p = fwd.forward('select 1', encodeStatement('select 1', undefined, 'db'));
+    const p = fwd.forward([stmt('select 1')])[0];
     socket.emit('data', answer.subarray(0, 7));
     for (const fail of state.tracked) fail(new BrokerError('CONNECTION_LOST', 'gone', { database: 'db' }));
     await expect(p).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
@@ -204,12 +223,85 @@ describe('PgForwarder framing', () => {
 
   it('one statement at a time per connection; a closed session refuses at once', async () => {
     const { socket, fwd, state } = setup();
-    const p = fwd.forward('select 1', encodeStatement('select 1', undefined, 'db'));
-    await expect(fwd.forward('select 1', encodeStatement('select 1', undefined, 'db'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const p = fwd.forward([stmt('select 1')])[0];
+    await expect(fwd.forward([stmt('select 1')])[0]).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     socket.emit('data', Buffer.concat([commandComplete('SELECT 0'), ready()]));
     await p;
     state.broken = true;
-    await expect(fwd.forward('select 1', encodeStatement('select 1', undefined, 'db'))).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
+    await expect(fwd.forward([stmt('select 1')])[0]).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
+  });
+});
+
+describe('PgForwarder pipelining', () => {
+  const answerOf = (v: string): Buffer => Buffer.concat([bindComplete(), rowDescription(['a']), dataRow([v]), commandComplete('SELECT 1'), ready()]);
+  const sql = 'select $1::int4 as a';
+
+  it('writes a batch in one socket write, and answers each statement with its own answer, cut anywhere', async () => {
+    const first = Buffer.concat([parseComplete(), answerOf('1')]);
+    const all = Buffer.concat([first, answerOf('2'), answerOf('3')]);
+    for (let cut = 1; cut < all.length; cut += 3) {
+      const { socket, fwd, toPg } = setup();
+      const ps = fwd.forward([stmt(sql, [1]), stmt(sql, [2]), stmt(sql, [3])]);
+      expect(socket.written).toHaveLength(1);
+      socket.emit('data', all.subarray(0, cut));
+      socket.emit('data', all.subarray(cut));
+      const answers = await Promise.all(ps);
+      expect(answers.map((a) => decodeAnswer(a, 'db'))).toEqual(['1', '2', '3'].map((v) => ({ fields: ['a'], rows: [[Number(v)]], rowCount: 1 })));
+      expect(toPg).toHaveLength(0);
+      expect(fwd.busy).toBe(false);
+    }
+  });
+
+  it('sends one Parse for a text that several statements of the batch use', () => {
+    const { socket, fwd } = setup();
+    fwd.forward([stmt(sql, [1]), stmt(sql, [2])]);
+    const w = socket.written[0];
+    let parses = 0;
+    for (let i = 0; i < w.length; i += 1 + w.readInt32BE(i + 1)) if (w[i] === 0x50) parses++;
+    expect(parses).toBe(1);
+  });
+
+  it('an error in one statement leaves the others alone', async () => {
+    const { socket, fwd } = setup();
+    const ps = fwd.forward([stmt('select 1 as a'), stmt('select 1/0'), stmt('select 3 as a')]);
+    socket.emit('data', Buffer.concat([
+      rowDescription(['a']), dataRow(['1']), commandComplete('SELECT 1'), ready(),
+      errorResponse('22012', 'division by zero'), ready(),
+      rowDescription(['a']), dataRow(['3']), commandComplete('SELECT 1'), ready(),
+    ]));
+    const [a, b, c] = (await Promise.all(ps)).map((x) => decodeAnswer(x, 'db'));
+    expect(a).toEqual({ fields: ['a'], rows: [[1]], rowCount: 1 });
+    expect(b).toMatchObject({ code: 'DATABASE_ERROR', sqlState: '22012' });
+    expect(c).toEqual({ fields: ['a'], rows: [[3]], rowCount: 1 });
+  });
+
+  it('a statement behind a failed Parse of its text is prepared again and run once more', async () => {
+    const { socket, fwd, prepared } = setup();
+    const ps = fwd.forward([stmt(sql, [1]), stmt(sql, [2])]);
+    socket.emit('data', Buffer.concat([errorResponse('53200', 'out of memory'), ready(), errorResponse('26000', 'prepared statement does not exist'), ready()]));
+    expect(decodeAnswer(await ps[0], 'db')).toMatchObject({ sqlState: '53200' });
+    // The second statement went again, with its Parse, at the end of the pipeline.
+    expect(String.fromCharCode(socket.written.at(-1)![0])).toBe('P');
+    socket.emit('data', Buffer.concat([parseComplete(), answerOf('2')]));
+    expect(decodeAnswer(await ps[1], 'db')).toEqual({ fields: ['a'], rows: [[2]], rowCount: 1 });
+    expect(Object.values(prepared)).toEqual([sql]);
+  });
+
+  it('a statement that leaves a transaction open with others behind it ends the session; they fail, none runs in it', async () => {
+    const { socket, fwd, state } = setup();
+    const ps = fwd.forward([stmt(sql, [1]), stmt(sql, [2])]);
+    socket.emit('data', Buffer.concat([parseComplete(), bindComplete(), rowDescription(['a']), dataRow(['1']), commandComplete('SELECT 1'), ready('T')]));
+    await ps[0];
+    await expect(ps[1]).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
+    expect(state.broken).toBe(true);
+  });
+
+  it('a limit hit by one statement ends the session: the statements behind it fail with CONNECTION_LOST', async () => {
+    const { socket, fwd } = setup({ ...NO_LIMITS, maxRows: 1 });
+    const ps = fwd.forward([stmt('select a, b from t'), stmt('select 1 as a')]);
+    socket.emit('data', Buffer.concat([rowDescription(['a', 'b']), dataRow(['1', '2']), dataRow(['3', '4'])]));
+    await expect(ps[0]).rejects.toMatchObject({ code: 'RESULT_TOO_LARGE' });
+    await expect(ps[1]).rejects.toMatchObject({ code: 'CONNECTION_LOST' });
   });
 });
 

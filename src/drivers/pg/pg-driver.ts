@@ -12,7 +12,7 @@ import { checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
 import { pgTypes, utcDateParams } from '../../wire/pg-types.js';
 import { pgError, type PgServerError } from '../../wire/pg-error.js';
 import { renameStatement, statementName } from './pg-statements.js';
-import { PgForwarder } from './pg-forward.js';
+import { PgForwarder, type ForwardStatement } from './pg-forward.js';
 
 /** The structural subset of a `pg` Query we use: a submittable with a callback and a per-row hook. */
 interface PgQuery {
@@ -76,9 +76,9 @@ class PgConnection implements DriverConnection {
     }, this.#db, this.#limits);
   }
 
-  forward(sql: string, msg: Uint8Array): Promise<Uint8Array> {
-    if (this.#forwarder === undefined) return Promise.reject(new BrokerError('INVALID_ARGUMENT', 'forwarding is not enabled on this connection'));
-    return this.#forwarder.forward(sql, msg);
+  forward(batch: readonly ForwardStatement[]): Promise<Uint8Array>[] {
+    if (this.#forwarder === undefined) return batch.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', 'forwarding is not enabled on this connection')));
+    return this.#forwarder.forward(batch);
   }
 
   onBroken(listener: (err: Error) => void): void {

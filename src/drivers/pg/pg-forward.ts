@@ -55,9 +55,19 @@ interface Running {
   reject: (err: BrokerError) => void;
 }
 
+/** One statement of a batch: its text and the thread's encoded message. */
+export interface ForwardStatement {
+  sql: string;
+  msg: Uint8Array;
+}
+
 /**
  * One connection's forwarding. Built once the session is up; throws when `pg`'s socket does not
  * have the single data listener it installs (an incompatible `pg` version), rather than guess.
+ *
+ * Statements of one batch are pipelined: written in one socket write, each with its own Sync, so
+ * the server answers them in order and an error in one does not touch the others. The answers
+ * are matched to the statements in the order they were written.
  */
 export class PgForwarder {
   readonly #stream: Duplex;
@@ -65,8 +75,11 @@ export class PgForwarder {
   readonly #host: ForwardHost;
   readonly #db: string;
   readonly #limits: StatementLimits;
-  #run: Running | undefined;
-  /** Bytes of the running statement's answer received so far, when it spans socket reads. */
+  /** Statements written and not answered yet, in the order written; the head's answer is arriving. */
+  readonly #runs: Running[] = [];
+  /** Names whose Parse is on its way (a later statement of the batch must not parse them again). */
+  readonly #parsing = new Set<string>();
+  /** Bytes of the head's answer received so far, when it spans socket reads. */
   #acc: Buffer | undefined;
   #accLen = 0;
   /** Offset of the first message of the answer not examined yet. */
@@ -84,31 +97,46 @@ export class PgForwarder {
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
   }
 
-  /** True while a forwarded statement runs (the session is not `pg`'s to use). */
+  /** True while forwarded statements run (the session is not `pg`'s to use). */
   get busy(): boolean {
-    return this.#run !== undefined;
+    return this.#runs.length > 0;
   }
 
   /**
-   * Runs one statement the thread encoded; resolves with the server's whole answer, up to and
-   * including its ReadyForQuery. Server errors are in the answer (the thread decodes them);
-   * rejections are the broker's own: `CONNECTION_LOST`, `QUERY_TIMEOUT`, `RESULT_TOO_LARGE`.
+   * Runs statements the thread encoded, pipelined; each promise resolves with the server's whole
+   * answer to its statement, up to and including its ReadyForQuery. Server errors are in the
+   * answer (the thread decodes them); rejections are the broker's own: `CONNECTION_LOST`,
+   * `QUERY_TIMEOUT`, `RESULT_TOO_LARGE` (which end the session, and so fail the statements
+   * behind it with `CONNECTION_LOST`).
    */
-  forward(sql: string, msg: Uint8Array): Promise<Uint8Array> {
-    if (this.#host.isBroken()) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
-    if (this.#run !== undefined) return Promise.reject(new BrokerError('INVALID_ARGUMENT', 'a forwarded statement is already running on this connection'));
-    if (msg.length < 5 || (msg[0] !== Q && msg[0] !== 0x42)) return Promise.reject(Errors.invalidArgument('not a Query or Bind message'));
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const run: Running = {
-        sql, msg, name: undefined, parsing: false, retried: false, rows: 0, bytes: 0, parsed: false, sqlState: undefined,
-        timer: undefined, untrack: () => undefined, resolve, reject,
-      };
-      run.untrack = this.#host.track((err) => this.#settle(run, err));
-      this.#run = run;
-      const t = this.#limits.queryTimeoutMillis;
-      if (t > 0) run.timer = setTimeout(() => this.#fail(run, Errors.queryTimeout(this.#db, t)), t);
-      this.#send(run, statementName(sql));
-    });
+  forward(batch: readonly ForwardStatement[]): Promise<Uint8Array>[] {
+    if (this.#host.isBroken()) return batch.map(() => Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed')));
+    if (this.#runs.length > 0) return batch.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', 'forwarded statements are already running on this connection')));
+    this.#stream.cork();
+    try {
+      return batch.map(({ sql, msg }) => {
+        if (msg.length < 5 || (msg[0] !== Q && msg[0] !== 0x42)) return Promise.reject(Errors.invalidArgument('not a Query or Bind message'));
+        return new Promise<Uint8Array>((resolve, reject) => {
+          const run: Running = {
+            sql, msg, name: undefined, parsing: false, retried: false, rows: 0, bytes: 0, parsed: false, sqlState: undefined,
+            timer: undefined, untrack: () => undefined, resolve, reject,
+          };
+          run.untrack = this.#host.track((err) => this.#settle(run, err));
+          this.#runs.push(run);
+          if (this.#runs.length === 1) this.#startClock(run);
+          this.#send(run, statementName(sql));
+        });
+      });
+    } finally {
+      // One write for the whole batch.
+      this.#stream.uncork();
+    }
+  }
+
+  /** The statement deadline counts from when the server starts on it: when the answer before it ended. */
+  #startClock(run: Running): void {
+    const t = this.#limits.queryTimeoutMillis;
+    if (t > 0 && run.timer === undefined) run.timer = setTimeout(() => this.#fail(run, Errors.queryTimeout(this.#db, t)), t);
   }
 
   #send(run: Running, name: string | undefined): void {
@@ -124,8 +152,9 @@ export class PgForwarder {
       return;
     }
     run.name = name;
-    const prepared = name !== undefined && this.#host.preparedStatements()[name] === run.sql;
+    const prepared = name !== undefined && (this.#host.preparedStatements()[name] === run.sql || this.#parsing.has(name));
     run.parsing = !prepared;
+    if (run.parsing && name !== undefined) this.#parsing.add(name);
     const nameBytes = name === undefined ? 0 : Buffer.byteLength(name);
     const parse = prepared ? undefined : parseMessage(name ?? '', run.sql);
     // The thread's Bind targets the unnamed statement: 'B', length, portal '\0', statement '\0', rest.
@@ -144,13 +173,13 @@ export class PgForwarder {
   }
 
   #onData(chunk: Buffer): void {
-    const run = this.#run;
-    if (run === undefined) {
+    if (this.#runs.length === 0) {
       if (!this.#host.isBroken()) this.#pgListener(chunk);
       return;
     }
     let data: Buffer;
     let len: number;
+    let base = 0; // where the head's answer starts in `data`
     if (this.#accLen === 0) {
       data = chunk;
       len = chunk.length;
@@ -159,8 +188,9 @@ export class PgForwarder {
       data = this.#acc!;
       len = this.#accLen;
     }
-    let pos = this.#scan;
+    let pos = base + this.#scan;
     while (pos + 5 <= len) {
+      const run = this.#runs[0];
       const code = data[pos];
       const end = pos + 1 + data.readUInt32BE(pos + 1);
       if (end > len) break;
@@ -175,59 +205,102 @@ export class PgForwarder {
       } else if (code === PARSE_COMPLETE) {
         run.parsed = true;
       } else if (code === Z) {
-        this.#complete(run, data, end, data[pos + 5], len);
-        return;
+        const answer = new Uint8Array(end - base);
+        answer.set(data.subarray(base, end));
+        this.#scan = 0;
+        if (!this.#complete(run, answer, data[pos + 5])) return;
+        base = end;
+        if (this.#runs.length === 0) {
+          // Whatever follows is pg's again (a notice, a notification).
+          const rest = end < len ? Buffer.from(data.subarray(end, len)) : undefined;
+          this.#acc = undefined;
+          this.#accLen = 0;
+          if (rest !== undefined) this.#pgListener(rest);
+          return;
+        }
       }
       pos = end;
     }
-    // The answer goes on in a later read: keep what arrived (from the answer's start).
-    if (this.#accLen === 0) this.#append(chunk);
-    this.#scan = pos;
+    // The head's answer goes on in a later read: keep what arrived of it.
+    if (data === this.#acc) {
+      if (base > 0) {
+        this.#acc.copy(this.#acc, 0, base, len);
+        this.#accLen = len - base;
+      }
+    } else {
+      this.#accLen = 0;
+      this.#append(data.subarray(base, len));
+    }
+    this.#scan = pos - base;
   }
 
-  #complete(run: Running, data: Buffer, end: number, status: number, len: number): void {
-    const answer = new Uint8Array(end);
-    answer.set(data.subarray(0, end));
-    const rest = end < len ? Buffer.from(data.subarray(end, len)) : undefined;
-    this.#acc = undefined;
-    this.#accLen = 0;
-    this.#scan = 0;
-    if (run.parsing && run.parsed && run.name !== undefined) this.#host.preparedStatements()[run.name] = run.sql;
+  /** Settles the head with its answer; false when the session was given up (nothing more to read). */
+  #complete(run: Running, answer: Uint8Array, status: number): boolean {
+    this.#runs.shift();
+    if (run.parsing && run.name !== undefined) {
+      this.#parsing.delete(run.name);
+      if (run.parsed) this.#host.preparedStatements()[run.name] = run.sql;
+    }
     this.#host.setTransactionStatus(String.fromCharCode(status));
+    const next = this.#runs[0];
     if (run.sqlState !== undefined && isFatalSqlState(run.sqlState)) {
       // The server ends the session after a fatal error: the thread reads CONNECTION_LOST from the answer.
-      this.#settle(run, undefined, answer);
+      this.#settle(run, undefined, answer, true);
       this.#host.abort(Errors.connectionLost(this.#db, `server error ${run.sqlState}`));
-      return;
+      return false;
     }
-    // After DDL changed a table's row type, PostgreSQL refuses the old plan (0A000, "cached plan
-    // must not change result type"). Outside a transaction the statement had no effect: prepare
-    // it again under a fresh name and run it once more (as the pg.Client path does).
-    if (run.sqlState === '0A000' && run.name !== undefined && !run.parsing && !run.retried && status === IDLE) {
-      run.retried = true;
-      delete this.#host.preparedStatements()[run.name];
-      this.#send(run, renameStatement(run.sql));
-      if (rest !== undefined) this.#onData(rest);
-      return;
+    if (status !== IDLE && next !== undefined) {
+      // Only statements that cannot open a transaction are pipelined (see the request handler);
+      // should one have, the statements behind it ran inside it: end the session, which rolls
+      // them back, and tell them so, rather than let their work vanish at the next reset.
+      this.#settle(run, undefined, answer, true);
+      this.#host.abort(Errors.connectionLost(this.#db, 'a pipelined statement left a transaction open; the session was closed'));
+      return false;
     }
-    this.#settle(run, undefined, answer);
-    if (rest !== undefined) this.#pgListener(rest);
+    if (!(status === IDLE && !run.retried && run.name !== undefined && this.#retry(run))) this.#settle(run, undefined, answer, true);
+    if (this.#runs.length > 0) this.#startClock(this.#runs[0]);
+    return true;
+  }
+
+  /**
+   * After DDL changed a table's row type, PostgreSQL refuses the old plan (0A000, "cached plan
+   * must not change result type"); a statement whose Parse failed earlier in its batch finds no
+   * statement (26000). Outside a transaction neither had an effect: prepare the text again (under
+   * a fresh name for a refused plan) and run it once more, at the end of the pipeline.
+   */
+  #retry(run: Running): boolean {
+    const refusedPlan = run.sqlState === '0A000' && !run.parsing;
+    const missing = run.sqlState === '26000' && !run.parsing;
+    if (!refusedPlan && !missing) return false;
+    run.retried = true;
+    if (refusedPlan) delete this.#host.preparedStatements()[run.name!];
+    this.#runs.push(run);
+    this.#send(run, refusedPlan ? renameStatement(run.sql) : run.name);
+    return true;
   }
 
   /** Ends a statement early (timeout, result too large): its caller gets `err`, the session is destroyed. */
   #fail(run: Running, err: BrokerError): void {
-    if (this.#run !== run) return;
+    if (!this.#runs.includes(run)) return;
     this.#settle(run, err);
     this.#host.abort(err);
   }
 
-  #settle(run: Running, err: BrokerError | undefined, answer?: Uint8Array): void {
-    if (this.#run !== run) return;
-    this.#run = undefined;
-    this.#acc = undefined;
-    this.#accLen = 0;
-    this.#scan = 0;
+  /** Settles `run` once; `shifted` when the caller already took it off the pipeline. */
+  #settle(run: Running, err: BrokerError | undefined, answer?: Uint8Array, shifted = false): void {
+    if (!shifted) {
+      const i = this.#runs.indexOf(run);
+      if (i < 0) return;
+      this.#runs.splice(i, 1);
+    }
+    if (this.#runs.length === 0) {
+      this.#acc = undefined;
+      this.#accLen = 0;
+      this.#scan = 0;
+      this.#parsing.clear();
+    }
     if (run.timer !== undefined) clearTimeout(run.timer);
+    run.timer = undefined;
     run.untrack();
     if (err !== undefined) run.reject(err);
     else run.resolve(answer!);
