@@ -11,14 +11,11 @@ import type { ForwardRequest, OkReply, QueryRequest, Request } from '../transpor
 import { requestBytes } from '../transport/request-size.js';
 import type { Reservations } from './reservations.js';
 
-/** Most statements pipelined on one connection at once. */
-export const PIPELINE_DEPTH = 8;
-
 /** A simple query that is one SELECT: it cannot open a transaction, so it may share a pipeline. */
 const ONE_SELECT = /^\s*select\b[^;]*;?\s*$/i;
 
 /**
- * Whether a forwarded statement may be pipelined behind others on one connection: only if it
+ * Whether a forwarded statement may share a pipeline with others on one connection: only if it
  * cannot leave a transaction open for the statements behind it. A statement with parameters is
  * one statement of the extended protocol, and no transaction-control statement takes parameters;
  * a simple query qualifies when it is a single SELECT.
@@ -34,8 +31,6 @@ export class RequestHandler implements RequestSink {
   /** `maxRequestBytes` by database name (0 = no limit). */
   readonly #maxRequestBytes: Map<string, number>;
   #closed = false;
-  /** Pipelinable forwarded statements of the message being read, by arrival. */
-  #gathered: { pool: Pool; peer: Peer; req: ForwardRequest }[] = [];
 
   constructor(pools: Map<string, Pool>, reservations: Reservations, maxRequestBytes: Map<string, number> = new Map()) {
     this.#pools = pools;
@@ -117,37 +112,10 @@ export class RequestHandler implements RequestSink {
       peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
       return;
     }
-    if (!pipelinable(req)) {
-      this.#run(pool, peer, [req]);
-      return;
-    }
-    // Statements of one message (one thread's turn) that can share a connection are pipelined on
-    // one: gathered here, sent once the whole message was read.
-    if (this.#gathered.length === 0) queueMicrotask(() => this.#flushGathered());
-    this.#gathered.push({ pool, peer, req });
-  }
-
-  #flushGathered(): void {
-    const all = this.#gathered;
-    this.#gathered = [];
-    let i = 0;
-    while (i < all.length) {
-      const { pool, peer } = all[i];
-      const batch: ForwardRequest[] = [];
-      while (i < all.length && all[i].pool === pool && all[i].peer === peer && batch.length < PIPELINE_DEPTH) batch.push(all[i++].req);
-      this.#run(pool, peer, batch);
-    }
-  }
-
-  #run(pool: Pool, peer: Peer, batch: ForwardRequest[]): void {
-    const answers = pool.forward(batch.map((r) => ({ sql: r.sql, msg: r.m })), peer);
-    for (let i = 0; i < batch.length; i++) {
-      const id = batch[i].id;
-      answers[i].then(
-        (w) => peer.reply({ id, w }),
-        (err: unknown) => peer.fail(id, err),
-      );
-    }
+    pool.forward(req.sql, req.m, peer, pipelinable(req)).then(
+      (w) => peer.reply({ id: req.id, w }),
+      (err: unknown) => peer.fail(req.id, err),
+    );
   }
 
   peerArrived(peer: Peer): void {

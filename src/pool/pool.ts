@@ -12,6 +12,19 @@ import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
 import { WaiterQueue } from './waiter-queue.js';
 
+/** Most forwarded statements pipelined on one connection at once. */
+export const PIPELINE_DEPTH = 8;
+
+/** A forwarded statement waiting for a connection. */
+interface PipeStatement {
+  sql: string;
+  msg: Uint8Array;
+  /** It cannot leave a transaction open, so it may share a pipeline with the ones behind it. */
+  shareable: boolean;
+  /** Receives the statement's answer once it runs. */
+  settle: (answer: Promise<Uint8Array>) => void;
+}
+
 interface Waiter {
   since: number;
   resolve: (conn: DriverConnection) => void;
@@ -20,6 +33,8 @@ interface Waiter {
   done: boolean;
   /** Who asked (the broker passes the thread's peer), so a dead thread's waits can be dropped. */
   owner: object | undefined;
+  /** Set for a forwarded statement. */
+  pipe?: PipeStatement | undefined;
 }
 
 interface Meta {
@@ -113,26 +128,28 @@ export class Pool {
   }
 
   /**
-   * Like `query`, for statements the calling thread encoded (`DriverConnection.forward`): one
-   * connection runs the whole batch, pipelined, and goes back once every answer is in. Each
-   * promise resolves with its statement's answer as bytes; a failed acquire rejects them all.
+   * Like `query`, for a statement the calling thread encoded (`DriverConnection.forward`):
+   * resolves with the server's answer as bytes. On an idle connection it runs alone. When it must
+   * wait and `shareable` (it cannot leave a transaction open), it may be granted the connection
+   * together with the shareable statements queued right behind it (at most `PIPELINE_DEPTH`),
+   * which then run pipelined: one socket write for all, answers in order. FIFO order, the
+   * deadline and the queue limit apply to each statement as to any waiter.
    */
-  forward(batch: readonly { sql: string; msg: Uint8Array }[], owner?: object): Promise<Uint8Array>[] {
+  forward(sql: string, msg: Uint8Array, owner?: object, shareable = false): Promise<Uint8Array> {
     const conn = this.#takeIdle();
-    if (conn !== undefined) return this.#forwardAndRelease(conn, batch);
-    const acquired = this.acquire(this.#config.acquireTimeoutMillis, owner);
-    const answers = batch.map(() => deferred<Uint8Array>());
-    acquired.then(
-      (c) => this.#forwardAndRelease(c, batch).forEach((p, i) => p.then(answers[i].resolve, answers[i].reject)),
-      (err: unknown) => answers.forEach((a) => a.reject(err)),
-    );
-    return answers.map((a) => a.promise);
+    if (conn !== undefined) return this.#runForward(conn, [{ sql, msg, shareable, settle: () => undefined }])[0];
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const pipe: PipeStatement = { sql, msg, shareable, settle: (p) => p.then(resolve, reject) };
+      this.#enqueue(this.#config.acquireTimeoutMillis, owner, (c) => this.#runForward(c, [pipe]), reject, pipe);
+    });
   }
 
-  #forwardAndRelease(conn: DriverConnection, batch: readonly { sql: string; msg: Uint8Array }[]): Promise<Uint8Array>[] {
+  /** Runs statements pipelined on `conn`, hands each its answer, and releases `conn` once all are in. */
+  #runForward(conn: DriverConnection, stmts: readonly PipeStatement[]): Promise<Uint8Array>[] {
     const answers = conn.forward === undefined
-      ? batch.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`)))
-      : conn.forward(batch);
+      ? stmts.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`)))
+      : conn.forward(stmts);
+    for (let i = 0; i < stmts.length; i++) stmts[i].settle(answers[i]);
     Promise.allSettled(answers).then(() => this.release(conn));
     return answers;
   }
@@ -171,37 +188,47 @@ export class Pool {
     if (this.#closed) return Promise.reject(Errors.brokerClosed());
     const conn = this.#takeIdle();
     if (conn !== undefined) return Promise.resolve(conn);
-    // Fix: only requests that must wait for another's release count against queueLimit; those a
-    // connection still to be opened will serve do not. Before, `queueLimit: 0` refused every
-    // request of a fresh pool (nothing idle yet) with QUEUE_FULL, so the pool could never open.
+    return new Promise<DriverConnection>((resolve, reject) => this.#enqueue(timeoutMillis, owner, resolve, reject));
+  }
+
+  /**
+   * Queues a waiter, or fails it at once with QUEUE_FULL. Fix: only requests that must wait for
+   * another's release count against queueLimit; those a connection still to be opened will serve
+   * do not. Before, `queueLimit: 0` refused every request of a fresh pool (nothing idle yet) with
+   * QUEUE_FULL, so the pool could never open.
+   */
+  #enqueue(timeoutMillis: number, owner: object | undefined, resolve: (c: DriverConnection) => void, reject: (e: Error) => void, pipe?: PipeStatement): void {
+    if (this.#closed) {
+      reject(Errors.brokerClosed());
+      return;
+    }
     const room = this.#config.max - this.#idle.length - this.#busy.size;
     if (this.#waiters.live - Math.max(0, room) >= this.#config.queueLimit) {
       this.queueFull++;
-      return Promise.reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
+      reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
+      return;
     }
-    return new Promise<DriverConnection>((resolve, reject) => {
-      const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false, owner };
-      const expire = (): void => {
-        if (waiter.done) return;
-        // Fix: Node fires timers on a millisecond clock and may run one up to 1 ms before `timeoutMillis`
-        // of real time passed; the contract is "never earlier than T", so wait out the remainder.
-        const left = timeoutMillis - (performance.now() - waiter.since);
-        if (left > 0) {
-          waiter.timer = setTimeout(expire, Math.ceil(left));
-          return;
-        }
-        this.#waiters.settle(waiter);
-        this.timeouts++;
-        const err = Errors.acquireTimeout(this.name, timeoutMillis, this.stats());
-        if (this.#lastConnectError !== undefined) {
-          err.message += `; last connect error: ${this.#lastConnectError}`;
-        }
-        reject(err);
-      };
-      waiter.timer = setTimeout(expire, timeoutMillis);
-      this.#waiters.push(waiter);
-      this.#grow();
-    });
+    const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false, owner, pipe };
+    const expire = (): void => {
+      if (waiter.done) return;
+      // Fix: Node fires timers on a millisecond clock and may run one up to 1 ms before `timeoutMillis`
+      // of real time passed; the contract is "never earlier than T", so wait out the remainder.
+      const left = timeoutMillis - (performance.now() - waiter.since);
+      if (left > 0) {
+        waiter.timer = setTimeout(expire, Math.ceil(left));
+        return;
+      }
+      this.#waiters.settle(waiter);
+      this.timeouts++;
+      const err = Errors.acquireTimeout(this.name, timeoutMillis, this.stats());
+      if (this.#lastConnectError !== undefined) {
+        err.message += `; last connect error: ${this.#lastConnectError}`;
+      }
+      reject(err);
+    };
+    waiter.timer = setTimeout(expire, timeoutMillis);
+    this.#waiters.push(waiter);
+    this.#grow();
   }
 
   /**
@@ -271,7 +298,23 @@ export class Pool {
       const now = performance.now();
       this.waitTime.observe(now - waiter.since);
       if (meta) meta.checkedOut = now;
-      waiter.resolve(conn);
+      if (waiter.pipe?.shareable !== true) {
+        waiter.resolve(conn);
+        return;
+      }
+      // A shareable forwarded statement takes the shareable ones queued right behind it along:
+      // one pipeline, one socket write. Only from the head, so FIFO order holds, and only as many
+      // as would otherwise wait for a release: connections being opened (or that may still be)
+      // serve the others on their own.
+      const group = [waiter.pipe];
+      const coming = this.#connecting + Math.max(0, this.#config.max - this.#idle.length - this.#busy.size - this.#connecting - this.#ending.size);
+      const depth = Math.min(PIPELINE_DEPTH, this.#waiters.live + 1 - coming);
+      for (let next = this.#waiters.peek(); group.length < depth && next?.pipe?.shareable === true; next = this.#waiters.peek()) {
+        this.#waiters.shift();
+        this.waitTime.observe(now - next.since);
+        group.push(next.pipe);
+      }
+      this.#runForward(conn, group);
       return;
     }
     this.#busy.delete(conn);
@@ -434,15 +477,4 @@ export class Pool {
     }
     await this.#driver.close();
   }
-}
-
-/** A promise with its settle functions (Promise.withResolvers, which Node 20 lacks). */
-function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
 }

@@ -36,6 +36,12 @@ export class WaiterQueue<W extends Waitable> {
     this.#compact();
   }
 
+  /** The oldest live waiter, left in place, or undefined. */
+  peek(): W | undefined {
+    this.#compact();
+    return this.#head < this.#items.length ? this.#items[this.#head] : undefined;
+  }
+
   /** Takes the oldest live waiter, settled, or undefined. */
   shift(): W | undefined {
     while (this.#head < this.#items.length) {
