@@ -1,0 +1,180 @@
+/**
+ * Pipelining in the pool, over a scripted driver: which waiting forwarded statements share a
+ * connection when it comes back (FIFO from the head, shareable ones only, at most 8, none that a
+ * connection being opened will serve), and that each statement keeps its own deadline and queue
+ * place. Every interleaving is driven by the script: connects and answers resolve on command.
+ */
+import { describe, expect, it } from 'vitest';
+import type { DatabaseConfig } from '../../src/config/types.js';
+import type { Driver, DriverConnection, RawResult } from '../../src/drivers/driver.js';
+import { BrokerError } from '../../src/errors.js';
+import { PIPELINE_DEPTH, Pool } from '../../src/pool/pool.js';
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+}
+function deferred<T = void>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((res) => {
+    resolve = res;
+  });
+  return { promise, resolve };
+}
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** A connection that records each batch it is given and answers when the script says so. */
+class ScriptedConn implements DriverConnection {
+  readonly serverId: number;
+  broken = false;
+  readonly batches: string[][] = [];
+  readonly #answers: Deferred<Uint8Array>[] = [];
+  constructor(readonly seq: number) {
+    this.serverId = seq;
+  }
+  forward(batch: readonly { sql: string; msg: Uint8Array }[]): Promise<Uint8Array>[] {
+    this.batches.push(batch.map((s) => s.sql));
+    return batch.map((s) => {
+      const d = deferred<Uint8Array>();
+      this.#answers.push(d);
+      return d.promise.then(() => new TextEncoder().encode(s.sql));
+    });
+  }
+  /** Answers every statement given so far. */
+  answerAll(): void {
+    for (const d of this.#answers.splice(0)) d.resolve(new Uint8Array());
+  }
+  query(): Promise<RawResult> {
+    return Promise.resolve({ fields: [], rows: [], rowCount: 0 });
+  }
+  needsReset(): boolean {
+    return false;
+  }
+  async reset(): Promise<void> {}
+  onBroken(): void {}
+  async end(): Promise<void> {}
+  destroy(): void {
+    this.broken = true;
+  }
+}
+
+class ScriptedDriver implements Driver {
+  readonly kind = 'pg' as const;
+  readonly conns: ScriptedConn[] = [];
+  readonly #pending: Deferred<void>[] = [];
+  async connect(seq: number): Promise<DriverConnection> {
+    const gate = deferred();
+    this.#pending.push(gate);
+    await gate.promise;
+    const c = new ScriptedConn(seq);
+    this.conns.push(c);
+    return c;
+  }
+  /** Lets the oldest connect in progress complete. */
+  async allowConnect(): Promise<void> {
+    this.#pending.shift()!.resolve();
+    await turn();
+  }
+  beginSql(): string[] { return ['begin']; }
+  savepointSql(n: string): string { return n; }
+  releaseSavepointSql(n: string): string { return n; }
+  rollbackToSavepointSql(n: string): string { return n; }
+  async close(): Promise<void> {}
+}
+
+function config(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
+  return {
+    name: 'db', driver: 'pg', max: 1, acquireTimeoutMillis: 10_000, queueLimit: 10_000, idleTimeoutMillis: 0,
+    maxLifetimeMillis: 0, maxReserved: 0, connectTimeoutMillis: 1000, queryTimeoutMillis: 0, maxRows: 0,
+    maxResultBytes: 0, maxRequestBytes: 0, forwardStatements: true, ...over,
+  };
+}
+
+const MSG = new Uint8Array([0x42, 0, 0, 0, 4]);
+
+function send(pool: Pool, sql: string, shareable = true): { sql: string; answer: Promise<string> } {
+  return { sql, answer: pool.forward(sql, MSG, undefined, shareable).then((b) => new TextDecoder().decode(b), (e: BrokerError) => e.code) };
+}
+
+describe('Pool: pipelining of forwarded statements', () => {
+  it('a connection coming back takes the shareable statements queued behind the head, in order, at most 8 at once', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config(), driver);
+    const sent = Array.from({ length: 11 }, (_, i) => send(pool, `s${i}`));
+    await driver.allowConnect();
+    const conn = driver.conns[0];
+    expect(conn.batches).toEqual([sent.slice(0, PIPELINE_DEPTH).map((s) => s.sql)]);
+    conn.answerAll();
+    await turn();
+    expect(conn.batches[1]).toEqual(['s8', 's9', 's10']);
+    conn.answerAll();
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(sent.map((s) => s.sql));
+    await turn();
+    expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, waiting: 0 });
+    await pool.close();
+  });
+
+  it('a statement that may open a transaction runs alone, and ends the group before it', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config(), driver);
+    const sent = [send(pool, 'a'), send(pool, 'b'), send(pool, 'begin', false), send(pool, 'c'), send(pool, 'd')];
+    await driver.allowConnect();
+    const conn = driver.conns[0];
+    for (let i = 0; i < 3; i++) {
+      conn.answerAll();
+      await turn();
+    }
+    expect(conn.batches).toEqual([['a', 'b'], ['begin'], ['c', 'd']]);
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['a', 'b', 'begin', 'c', 'd']);
+    await pool.close();
+  });
+
+  it('only statements that would wait for a release are pipelined; connections being opened serve the others', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config({ max: 3 }), driver);
+    const sent = [send(pool, 'a'), send(pool, 'b'), send(pool, 'c'), send(pool, 'd')];
+    await driver.allowConnect();
+    // Four statements, three connections (two still being opened): one must wait for a release,
+    // so the first connection back takes one statement along, not more.
+    expect(driver.conns[0].batches).toEqual([['a', 'b']]);
+    await driver.allowConnect();
+    await driver.allowConnect();
+    expect(driver.conns.map((c) => c.batches)).toEqual([[['a', 'b']], [['c']], [['d']]]);
+    for (const c of driver.conns) c.answerAll();
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['a', 'b', 'c', 'd']);
+    await pool.close();
+  });
+
+  it('an idle connection runs a statement alone', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config({ max: 2 }), driver);
+    const first = send(pool, 'warm');
+    await driver.allowConnect();
+    driver.conns[0].answerAll();
+    await first.answer;
+    await turn();
+    const a = send(pool, 'a');
+    expect(driver.conns[0].batches.at(-1)).toEqual(['a']);
+    driver.conns[0].answerAll();
+    expect(await a.answer).toBe('a');
+    await pool.close();
+  });
+
+  it('each waiting statement keeps its own deadline and counts against queueLimit', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config({ acquireTimeoutMillis: 40, queueLimit: 2 }), driver);
+    const head = send(pool, 'head');
+    await driver.allowConnect();
+    const conn = driver.conns[0];
+    // The connection is busy with 'head': two may wait, the third is refused at once.
+    const waiting = [send(pool, 'w1'), send(pool, 'w2')];
+    const refused = send(pool, 'w3');
+    expect(await refused.answer).toBe('QUEUE_FULL');
+    expect(await Promise.all(waiting.map((w) => w.answer))).toEqual(['ACQUIRE_TIMEOUT', 'ACQUIRE_TIMEOUT']);
+    conn.answerAll();
+    expect(await head.answer).toBe('head');
+    // Timed-out statements were never sent.
+    expect(conn.batches).toEqual([['head']]);
+    await pool.close();
+  });
+});
