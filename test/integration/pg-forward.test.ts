@@ -87,12 +87,17 @@ describe.runIf(KINDS.includes('pg'))('pg: forwarded statements', () => {
     expect(a.rowCount).toBe(1);
   });
 
-  it('multi-statement text and the empty statement give what pg gives', async () => {
-    for (const sql of ['select 1 as a; select 2 as b', '', 'select 1 as a where false', `update ${TABLE} set v = v where false`]) {
+  it('multi-statement text, the empty statement and COPY give what pg gives', async () => {
+    for (const sql of ['select 1 as a; select 2 as b', '', 'select 1 as a where false', `update ${TABLE} set v = v where false`, `copy ${TABLE} to stdout`]) {
       const a = await fwd.connect().query('p', sql);
       const b = await direct.connect().query('p', sql);
       expect(a, sql).toEqual(b);
     }
+    // COPY FROM STDIN cannot get its data through a plain statement: refused the same way, and the connection stays usable.
+    const refuse = (broker: Broker) => broker.connect().query('p', `copy ${TABLE} from stdin`).then(() => undefined, (e: BrokerError) => ({ code: e.code, sqlState: e.sqlState }));
+    expect(await refuse(fwd)).toEqual(await refuse(direct));
+    expect(await refuse(fwd)).toMatchObject({ code: 'DATABASE_ERROR', sqlState: '57014' });
+    expect((await fwd.connect().query('p', 'select 1 as one')).rows).toEqual([{ one: 1 }]);
   });
 
   it('rowCount of writes, and server errors with their fields', async () => {

@@ -181,6 +181,16 @@ describe('PgForwarder framing', () => {
     expect(Object.values(prepared)).toEqual([sql]);
   });
 
+  it('COPY … FROM STDIN is refused with CopyFail, as pg does, and the answer ends normally', async () => {
+    const { socket, fwd } = setup();
+    const p = fwd.forward([stmt('copy t from stdin')])[0];
+    socket.emit('data', msg('G', Buffer.from([0, 0, 0])));
+    expect(String.fromCharCode(socket.written.at(-1)![0])).toBe('f');
+    expect(socket.written.at(-1)!.toString('latin1')).toContain('No source stream defined');
+    socket.emit('data', Buffer.concat([errorResponse('57014', 'COPY from stdin failed: No source stream defined'), ready()]));
+    expect(decodeAnswer(await p, 'db')).toMatchObject({ code: 'DATABASE_ERROR', sqlState: '57014' });
+  });
+
   it('records the transaction status of every answer (a plain BEGIN leaves T)', async () => {
     const { socket, fwd, state } = setup();
     const p = fwd.forward([stmt('begin')])[0];

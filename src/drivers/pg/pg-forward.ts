@@ -20,6 +20,7 @@ const D = 0x44; // DataRow
 const E = 0x45; // ErrorResponse
 const PARSE_COMPLETE = 0x31;
 const Z = 0x5a; // ReadyForQuery
+const COPY_IN = 0x47; // CopyInResponse
 const IDLE = 0x49; // 'I'
 
 /** What the forwarder needs of its connection. */
@@ -204,6 +205,10 @@ export class PgForwarder {
         run.sqlState ??= sqlStateOf(data, pos + 5, end);
       } else if (code === PARSE_COMPLETE) {
         run.parsed = true;
+      } else if (code === COPY_IN) {
+        // COPY … FROM STDIN: the server now waits for data a plain statement cannot send. Refuse
+        // it as pg does (CopyFail); the server answers with an error and ReadyForQuery.
+        this.#stream.write(COPY_FAIL);
       } else if (code === Z) {
         const answer = new Uint8Array(end - base);
         answer.set(data.subarray(base, end));
@@ -317,6 +322,16 @@ export class PgForwarder {
     this.#accLen = need;
   }
 }
+
+/** CopyFail with pg's own reason. */
+const COPY_FAIL = ((): Buffer => {
+  const reason = Buffer.from('No source stream defined\0');
+  const out = Buffer.alloc(5 + reason.length);
+  out[0] = 0x66;
+  out.writeInt32BE(4 + reason.length, 1);
+  reason.copy(out, 5);
+  return out;
+})();
 
 function readInt32(b: Uint8Array, at: number): number {
   return ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
