@@ -5,10 +5,10 @@
  * Every interleaving is driven by the script (deferred connects, statements and ends).
  */
 import { describe, expect, it, vi } from 'vitest';
-import type { DatabaseConfig } from '../../src/config/types.js';
 import type { Driver, DriverConnection, RawResult } from '../../src/drivers/driver.js';
 import { BrokerError, Errors } from '../../src/errors.js';
 import { Pool } from '../../src/pool/pool.js';
+import { ScriptedDialect, poolConfig } from '../helpers/pool-fakes.js';
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -95,7 +95,7 @@ class FakeConn implements DriverConnection {
 }
 
 /** Counts sessions like a server would: from connect start to end/destroy. */
-class FakeDriver implements Driver {
+class FakeDriver extends ScriptedDialect implements Driver {
   readonly kind = 'pg' as const;
   conns: FakeConn[] = [];
   /** Sessions open or being opened right now, and the most ever seen. */
@@ -130,20 +130,9 @@ class FakeDriver implements Driver {
     this.sessions--;
   }
 
-  beginSql(): string[] { return ['begin']; }
-  savepointSql(n: string): string { return n; }
-  releaseSavepointSql(n: string): string { return n; }
-  rollbackToSavepointSql(n: string): string { return n; }
-  async close(): Promise<void> {}
 }
 
-function config(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
-  return {
-    name: 'db', driver: 'pg', max: 2, acquireTimeoutMillis: 10_000, queueLimit: 10_000, idleTimeoutMillis: 0,
-    maxLifetimeMillis: 0, maxReserved: 1, connectTimeoutMillis: 1000,
-    queryTimeoutMillis: 0, maxRows: 0, maxResultBytes: 0, maxRequestBytes: 0, forwardStatements: false, ...over,
-  };
-}
+const config = poolConfig;
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   return p.then(() => 'ok', (e: unknown) => (e instanceof BrokerError ? e.code : `not a BrokerError: ${String(e)}`));

@@ -9,6 +9,7 @@ import type { DatabaseConfig } from '../../src/config/types.js';
 import type { Driver, DriverConnection, RawResult } from '../../src/drivers/driver.js';
 import { BrokerError } from '../../src/errors.js';
 import { PIPELINE_DEPTH, Pool } from '../../src/pool/pool.js';
+import { ScriptedDialect, poolConfig } from '../helpers/pool-fakes.js';
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -58,7 +59,7 @@ class ScriptedConn implements DriverConnection {
   }
 }
 
-class ScriptedDriver implements Driver {
+class ScriptedDriver extends ScriptedDialect implements Driver {
   readonly kind = 'pg' as const;
   readonly conns: ScriptedConn[] = [];
   readonly #pending: Deferred<void>[] = [];
@@ -75,19 +76,10 @@ class ScriptedDriver implements Driver {
     this.#pending.shift()!.resolve();
     await turn();
   }
-  beginSql(): string[] { return ['begin']; }
-  savepointSql(n: string): string { return n; }
-  releaseSavepointSql(n: string): string { return n; }
-  rollbackToSavepointSql(n: string): string { return n; }
-  async close(): Promise<void> {}
 }
 
 function config(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
-  return {
-    name: 'db', driver: 'pg', max: 1, acquireTimeoutMillis: 10_000, queueLimit: 10_000, idleTimeoutMillis: 0,
-    maxLifetimeMillis: 0, maxReserved: 0, connectTimeoutMillis: 1000, queryTimeoutMillis: 0, maxRows: 0,
-    maxResultBytes: 0, maxRequestBytes: 0, forwardStatements: true, ...over,
-  };
+  return poolConfig({ max: 1, maxReserved: 0, forwardStatements: true, ...over });
 }
 
 const MSG = new Uint8Array([0x42, 0, 0, 0, 4]);
