@@ -3,10 +3,14 @@
  * text it sends and every connect error, for the broker login only (RELIABILITY.md S1 "the driver
  * spy shows 0 calls", S3 "SQL text equal to a fixed template", the cap oracle's 53300 / 1226).
  * The broker runs in the test's process and imports the same driver modules, so patching their
- * prototypes sees its traffic.
+ * prototypes sees its traffic. Two paths bypass `query` and are watched where they leave:
+ * plain pg statements the broker forwards as protocol bytes (`PgForwarder.forward`, every
+ * broker's, whatever its login) and MySQL statements run as prepared statements (mysql2's
+ * `Execute` commands, through `addCommand`).
  */
 import mysql from 'mysql2';
 import pg from 'pg';
+import { PgForwarder } from '../../dist/src/drivers/pg/pg-forward.js';
 import { BROKER_USER } from './test-setup.js';
 
 /** One statement the broker sent. */
@@ -53,15 +57,31 @@ export class DriverSpy {
       }
       return out;
     };
+    const fwdProto = PgForwarder.prototype as unknown as Record<string, Fn>;
+    const fwd = fwdProto.forward;
+    fwdProto.forward = function (this: unknown, batch: unknown) {
+      for (const s of batch as { sql: string }[]) spy.statements.push({ kind: 'pg', sql: s.sql, params: undefined });
+      return fwd.call(this, batch);
+    };
     this.#restore.push(() => {
       pgProto.query = pgQuery;
       pgProto.connect = pgConnect;
+      fwdProto.forward = fwd;
     });
     const myProto = (mysql as unknown as { Connection: { prototype: Record<string, Fn> } }).Connection.prototype;
     const hadOwnQuery = Object.hasOwn(myProto, 'query');
     const hadOwnConnect = Object.hasOwn(myProto, 'connect');
+    const hadOwnAddCommand = Object.hasOwn(myProto, 'addCommand');
     const myQuery = myProto.query;
     const myConnect = myProto.connect;
+    const myAddCommand = myProto.addCommand;
+    myProto.addCommand = function (this: { config?: { user?: string } }, cmd: unknown) {
+      const c = cmd as { constructor?: { name?: string }; sql?: string; parameters?: unknown[] };
+      if (this.config?.user === user && c?.constructor?.name === 'Execute') {
+        spy.statements.push({ kind: 'mysql', sql: String(c.sql), params: c.parameters });
+      }
+      return myAddCommand.call(this, cmd);
+    };
     myProto.query = function (this: { config?: { user?: string } }, options: unknown, ...rest: unknown[]) {
       if (this.config?.user === user) {
         const o = options as { sql?: string; values?: unknown[] } | string;
@@ -79,6 +99,8 @@ export class DriverSpy {
     this.#restore.push(() => {
       if (hadOwnQuery) myProto.query = myQuery;
       else delete myProto.query;
+      if (hadOwnAddCommand) myProto.addCommand = myAddCommand;
+      else delete myProto.addCommand;
       if (hadOwnConnect) myProto.connect = myConnect;
       else delete myProto.connect;
     });

@@ -7,6 +7,11 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
 import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
+import { binaryRowsToText } from './mysql-binary-rows.js';
+import { MYSQL_MAX_PREPARED_STATEMENTS, executePrepared } from './mysql-execute.js';
+import type { PreparedStatement } from './mysql-execute.js';
+import { bindParams } from './mysql-params.js';
+import type { BoundParam } from './mysql-params.js';
 import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from './mysql-types.js';
 
 /** The structural subset of a mysql2 error we read. */
@@ -27,11 +32,18 @@ interface MysqlQuery {
   on(event: 'end', listener: () => void): this;
 }
 
+/** The structural subset of a mysql2 streaming execute we use. */
+interface MysqlExecute extends MysqlQuery {
+  /** Unset when mysql2's own `execute` had to prepare the statement again and could not. */
+  statement?: unknown;
+}
+
 /** The structural subset of a mysql2 column definition we read. */
 interface ColumnDef {
   name: string;
   columnType?: number;
   columnLength?: number;
+  decimals?: number;
 }
 
 /** The structural subset of a mysql2 connection we use. */
@@ -39,6 +51,12 @@ interface MysqlConn {
   threadId: number | null;
   query(options: { sql: string; values?: unknown[]; rowsAsArray?: boolean }): MysqlQuery;
   query(options: { sql: string }, cb: (err: MysqlError | null) => void): unknown;
+  /** Prepares a statement (kept in mysql2's per-connection cache until `unprepare`). */
+  prepare(options: { sql: string; rowsAsArray: true }, cb: (err: MysqlError | null, stmt?: PreparedStatement) => void): unknown;
+  /** Closes a prepared statement on the server and drops it from mysql2's cache. */
+  unprepare(options: { sql: string; rowsAsArray: true }): unknown;
+  execute(options: { sql: string; values: unknown[]; rowsAsArray: true; dateStrings: true }): MysqlExecute;
+  addCommand(cmd: MysqlExecute): unknown;
   on(event: 'error' | 'end', listener: (err?: MysqlError) => void): unknown;
   end(cb?: (err?: unknown) => void): void;
   destroy(): void;
@@ -57,6 +75,15 @@ interface ResultHeader {
 // Flags of the server status word in OK packets (mysql_com.h).
 const SERVER_STATUS_IN_TRANS = 1;
 const SERVER_STATUS_AUTOCOMMIT = 2;
+
+// Server errors that mean "cannot run this through the binary protocol", not "the statement is wrong".
+const ER_UNKNOWN_STMT_HANDLER = 1243;
+const ER_UNSUPPORTED_PS = 1295;
+const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
+const ER_NEED_REPREPARE = 1615;
+
+/** Most statement texts a connection remembers as text-only. */
+const TEXT_ONLY_LIMIT = 256;
 
 /** Turns whatever mysql2 reported into a `BrokerError`. */
 export function mysqlError(db: string, err: unknown): BrokerError {
@@ -96,7 +123,13 @@ export function constraintOf(errno: number | undefined, message: string): string
   }
 }
 
-type Settle = (err: BrokerError | undefined, res?: RawResult) => void;
+type Settle = (err: unknown, res?: RawResult) => void;
+
+/** Adds `key` to a bounded insertion-ordered set, dropping the oldest entry past `limit`. */
+function remember(set: Set<string>, key: string, limit: number): void {
+  if (set.size >= limit && !set.has(key)) set.delete(set.keys().next().value as string);
+  set.add(key);
+}
 
 class MysqlConnection implements DriverConnection {
   readonly seq: number;
@@ -110,6 +143,13 @@ class MysqlConnection implements DriverConnection {
   #brokenListener: ((err: Error) => void) | undefined;
   /** Statements in flight: a streaming query hears of a lost connection only through the connection. */
   readonly #inflight = new Set<Settle>();
+  /**
+   * The statements prepared on this connection, least recently used first; at most
+   * MYSQL_MAX_PREPARED_STATEMENTS, the oldest is closed on the server to make room.
+   */
+  readonly #prepared = new Map<string, PreparedStatement>();
+  /** Statements the server would not prepare: they run as text. */
+  readonly #textOnly = new Set<string>();
 
   constructor(seq: number, conn: MysqlConn, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -134,8 +174,15 @@ class MysqlConnection implements DriverConnection {
     this.#brokenListener = listener;
   }
 
+  /**
+   * Statements with parameters run through the binary protocol (prepared once per connection,
+   * at most MYSQL_MAX_PREPARED_STATEMENTS kept), binding and reading values as the text protocol
+   * would (mysql-params.ts, mysql-binary-rows.ts). Statements without parameters, and those the
+   * binary protocol cannot carry alike, run as text.
+   */
   query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
-    return this.#statement(sql, params, this.#limits.queryTimeoutMillis);
+    const bound = params !== undefined && params.length > 0 && !this.#textOnly.has(sql) ? bindParams(params) : undefined;
+    return this.#statement(sql, params, this.#limits.queryTimeoutMillis, bound);
   }
 
   /**
@@ -144,8 +191,12 @@ class MysqlConnection implements DriverConnection {
    * was held whole in the main thread before anyone could refuse it. Now a deadline and a per-row
    * check end the statement: the caller gets QUERY_TIMEOUT / RESULT_TOO_LARGE at once and the
    * connection is destroyed (MySQL cannot stop a result it is sending but by closing the session).
+   *
+   * With `bound` parameters it prepares the statement (once per connection) and executes it; a
+   * statement the server will not prepare, or whose placeholders do not match the parameters,
+   * runs as text instead, exactly as it did before. The deadline covers both steps.
    */
-  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number): Promise<RawResult> {
+  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number, bound?: BoundParam[]): Promise<RawResult> {
     if (this.broken) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
     return new Promise<RawResult>((resolve, reject) => {
       let settled = false;
@@ -159,40 +210,129 @@ class MysqlConnection implements DriverConnection {
         else resolve(res!);
       };
       this.#inflight.add(settle);
-      // A multi-statement query gives one result per statement; the last one is the answer.
-      let fields: ColumnDef[] | undefined;
-      let rows: unknown[][] = [];
-      let header: ResultHeader | undefined;
-      let count = 0;
+      if (timeoutMillis > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, timeoutMillis)), timeoutMillis);
       const { maxRows, maxResultBytes } = this.#limits;
       const stream = this.#conn.stream;
-      const bytesAtStart = stream?.bytesRead ?? 0;
-      const q = this.#conn.query({ sql, values: params as unknown[] | undefined, rowsAsArray: true });
-      q.on('fields', (f) => {
-        fields = f;
-        rows = [];
-        header = undefined;
-      });
-      q.on('result', (row) => {
-        if (settled) return;
-        if (!Array.isArray(row)) {
-          header = row;
-          this.#track(row);
-          return;
-        }
-        count++;
-        if (maxRows > 0 && count > maxRows) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxRows = ${maxRows}`));
-        else if (maxResultBytes > 0 && stream !== undefined && stream.bytesRead - bytesAtStart > maxResultBytes) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxResultBytes = ${maxResultBytes}`));
-        else rows.push(row);
-      });
-      q.on('error', (err) => {
-        const out = mysqlError(this.#db, err);
-        if (out.code === 'CONNECTION_LOST') this.#markBroken(new Error(out.message));
+      // Only the events of the command now answering count (a failed prepare still ends its execute).
+      let current: MysqlQuery | undefined;
+      const lost = (out: BrokerError): void => {
+        this.#markBroken(new Error(out.message));
         settle(out);
-      });
-      q.on('end', () => settle(undefined, this.#result(fields, rows, header)));
-      if (timeoutMillis > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, timeoutMillis)), timeoutMillis);
+      };
+
+      const run = (cmd: MysqlQuery, binary: boolean, onEnd?: (ok: boolean) => void): void => {
+        current = cmd;
+        // A multi-statement query gives one result per statement; the last one is the answer.
+        let fields: ColumnDef[] | undefined;
+        let rows: unknown[][] = [];
+        let header: ResultHeader | undefined;
+        let count = 0;
+        const bytesAtStart = stream?.bytesRead ?? 0;
+        cmd.on('fields', (f) => {
+          if (current !== cmd) return;
+          fields = f;
+          rows = [];
+          header = undefined;
+        });
+        cmd.on('result', (row) => {
+          if (settled || current !== cmd) return;
+          if (!Array.isArray(row)) {
+            header = row;
+            this.#track(row);
+            return;
+          }
+          count++;
+          if (maxRows > 0 && count > maxRows) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxRows = ${maxRows}`));
+          else if (maxResultBytes > 0 && stream !== undefined && stream.bytesRead - bytesAtStart > maxResultBytes) this.#abort(settle, Errors.resultTooLarge(this.#db, `maxResultBytes = ${maxResultBytes}`));
+          else rows.push(row);
+        });
+        cmd.on('error', (err) => {
+          if (current !== cmd) return;
+          current = undefined; // mysql2 still emits 'end' after an error
+          const out = mysqlError(this.#db, err);
+          if (out.code === 'CONNECTION_LOST') {
+            lost(out);
+            return;
+          }
+          // The statement did not run: the server lost it (1243), gave up re-preparing it after
+          // DDL (1615), or mysql2's fallback `execute` could not prepare it again.
+          const errno = err.errno;
+          if (binary && (errno === ER_UNKNOWN_STMT_HANDLER || errno === ER_NEED_REPREPARE || (cmd as MysqlExecute).statement === undefined)) {
+            this.#forget(sql);
+            asText(err);
+            return;
+          }
+          onEnd?.(false);
+          settle(out);
+        });
+        cmd.on('end', () => {
+          if (current !== cmd) return;
+          onEnd?.(true);
+          settle(undefined, this.#result(fields, rows, header, binary));
+        });
+      };
+
+      const text = (onEnd?: (ok: boolean) => void): void => {
+        run(this.#conn.query({ sql, values: params as unknown[] | undefined, rowsAsArray: true }), false, onEnd);
+      };
+      // After the server refused to prepare (or execute) the statement, it runs as text and gives
+      // what it gave before, error included. Remembered as text-only when the text ran (the
+      // server cannot prepare it, e.g. SHOW … LIKE ?) or the protocol refuses it outright.
+      const asText = (refusal: MysqlError): void => {
+        try {
+          text((ok) => {
+            const transient = refusal.errno === ER_MAX_PREPARED_STMT_COUNT_REACHED || refusal.errno === ER_NEED_REPREPARE;
+            if ((ok && !transient) || refusal.errno === ER_UNSUPPORTED_PS) remember(this.#textOnly, sql, TEXT_ONLY_LIMIT);
+          });
+        } catch (err) {
+          settle(err);
+        }
+      };
+      const execute = (stmt: PreparedStatement): void => {
+        run(executePrepared(this.#conn, sql, stmt, bound!), true);
+      };
+      // mysql2's format leaves extra placeholders in the text and ignores extra values: keep that.
+      const executeOrText = (stmt: PreparedStatement): void => {
+        if (stmt.parameters.length === bound!.length) execute(stmt);
+        else text();
+      };
+      const prepare = (): void => {
+        if (this.#prepared.size >= MYSQL_MAX_PREPARED_STATEMENTS) this.#forget(this.#prepared.keys().next().value as string);
+        this.#conn.prepare({ sql, rowsAsArray: true }, (err, stmt) => {
+          if (settled) return; // timed out or lost: the connection is being destroyed
+          if (err) {
+            const out = mysqlError(this.#db, err);
+            if (out.code === 'CONNECTION_LOST') lost(out);
+            else asText(err);
+            return;
+          }
+          this.#prepared.set(sql, stmt!);
+          try {
+            executeOrText(stmt!);
+          } catch (e) {
+            settle(e);
+          }
+        });
+      };
+
+      try {
+        const stmt = bound === undefined ? undefined : this.#prepared.get(sql);
+        if (bound === undefined) text();
+        else if (stmt === undefined) prepare();
+        else {
+          this.#prepared.delete(sql); // most recently used last
+          this.#prepared.set(sql, stmt);
+          executeOrText(stmt);
+        }
+      } catch (err) {
+        settle(err); // a value mysql2 refuses before sending anything
+      }
     });
+  }
+
+  /** Closes a statement prepared here (on the server and in mysql2's cache). */
+  #forget(sql: string): void {
+    if (this.#prepared.delete(sql)) this.#conn.unprepare({ sql, rowsAsArray: true });
   }
 
   /** Ends a statement early: its caller gets `err`, the connection is destroyed. */
@@ -210,10 +350,13 @@ class MysqlConnection implements DriverConnection {
     }
   }
 
-  #result(fields: ColumnDef[] | undefined, rows: unknown[][], header: ResultHeader | undefined): RawResult {
+  #result(fields: ColumnDef[] | undefined, rows: unknown[][], header: ResultHeader | undefined, binary: boolean): RawResult {
     if (header === undefined) {
       const names = fields === undefined ? [] : fields.map((f) => f.name);
-      if (fields !== undefined) normalizeRows(rows, fields);
+      if (fields !== undefined) {
+        if (binary) binaryRowsToText(rows, fields);
+        normalizeRows(rows, fields);
+      }
       return { fields: names, rows, rowCount: rows.length };
     }
     const out: RawResult = { fields: [], rows: [], rowCount: header.affectedRows ?? 0 };
@@ -274,6 +417,8 @@ class MysqlConnection implements DriverConnection {
         }
         this.#inTransaction = false;
         this.#autocommitOff = false;
+        // The server dropped every prepared statement; mysql2 forgot its own.
+        this.#prepared.clear();
         resolve();
       });
     });
@@ -340,6 +485,9 @@ export class MysqlDriver implements Driver {
       enableKeepAlive: true,
       // Value types aligned with the PostgreSQL driver (see mysql-types.ts).
       ...MYSQL_TYPE_OPTIONS,
+      // The connection closes its oldest statement past MYSQL_MAX_PREPARED_STATEMENTS; mysql2's own
+      // cache, one larger, never evicts one behind its back.
+      maxPreparedStatements: MYSQL_MAX_PREPARED_STATEMENTS + 1,
       connectAttributes: { program_name: 'threadbroker' },
     };
     if (c.url !== undefined) {
