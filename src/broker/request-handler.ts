@@ -11,17 +11,17 @@ import type { ForwardRequest, OkReply, QueryRequest, Request } from '../transpor
 import { requestBytes } from '../transport/request-size.js';
 import type { Reservations } from './reservations.js';
 
-/** A simple query that is one SELECT: it cannot open a transaction, so it may share a pipeline. */
+/** One SELECT and nothing else (no `;` but a trailing one). */
 const ONE_SELECT = /^\s*select\b[^;]*;?\s*$/i;
 
 /**
- * Whether a forwarded statement may share a pipeline with others on one connection: only if it
- * cannot leave a transaction open for the statements behind it. A statement with parameters is
- * one statement of the extended protocol, and no transaction-control statement takes parameters;
- * a simple query qualifies when it is a single SELECT.
+ * Whether a forwarded statement may share a pipeline with others on one connection: only a
+ * single SELECT. It cannot open a transaction that the statements behind it would run in, and
+ * should a statement ahead of it hit a limit (which closes the connection), it failed having
+ * written nothing: writes never wait behind another statement on a shared connection.
  */
 export function pipelinable(req: ForwardRequest): boolean {
-  return req.m[0] === 0x42 || ONE_SELECT.test(req.sql);
+  return ONE_SELECT.test(req.sql);
 }
 
 /** Dispatches requests from every connected thread. */

@@ -18,6 +18,7 @@ export interface DatabaseDefaults {
   readonly maxResultBytes: number;
   readonly maxRequestBytes: number;
   readonly forwardStatements: boolean;
+  readonly pipelineDepth: number;
   /** `maxReserved` when absent: one connection always stays free for plain queries. */
   readonly maxReserved: (max: number) => number;
 }
@@ -46,6 +47,7 @@ export const DEFAULTS: {
     maxResultBytes: 64 * 1024 * 1024,
     maxRequestBytes: 64 * 1024 * 1024,
     forwardStatements: true,
+    pipelineDepth: 8,
     maxReserved: (max: number): number => max - 1,
   }),
   reservations: Object.freeze({

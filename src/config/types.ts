@@ -61,6 +61,11 @@ export interface DatabaseConfig {
    * forwards protocol bytes (default true). Always false for MySQL.
    */
   readonly forwardStatements: boolean;
+  /**
+   * With `forwardStatements`: most waiting SELECT statements that share one connection when it
+   * comes back, pipelined (default 8; 1 = never share).
+   */
+  readonly pipelineDepth: number;
 }
 
 /** Defaults for every `reserve()`. */

@@ -12,9 +12,6 @@ import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
 import { WaiterQueue } from './waiter-queue.js';
 
-/** Most forwarded statements pipelined on one connection at once. */
-export const PIPELINE_DEPTH = 8;
-
 /** A forwarded statement waiting for a connection. */
 interface PipeStatement {
   sql: string;
@@ -131,7 +128,7 @@ export class Pool {
    * Like `query`, for a statement the calling thread encoded (`DriverConnection.forward`):
    * resolves with the server's answer as bytes. On an idle connection it runs alone. When it must
    * wait and `shareable` (it cannot leave a transaction open), it may be granted the connection
-   * together with the shareable statements queued right behind it (at most `PIPELINE_DEPTH`),
+   * together with the shareable statements queued right behind it (at most `pipelineDepth`),
    * which then run pipelined: one socket write for all, answers in order. FIFO order, the
    * deadline and the queue limit apply to each statement as to any waiter.
    */
@@ -308,7 +305,7 @@ export class Pool {
       // serve the others on their own.
       const group = [waiter.pipe];
       const coming = this.#connecting + Math.max(0, this.#config.max - this.#idle.length - this.#busy.size - this.#connecting - this.#ending.size);
-      const depth = Math.min(PIPELINE_DEPTH, this.#waiters.live + 1 - coming);
+      const depth = Math.min(this.#config.pipelineDepth, this.#waiters.live + 1 - coming);
       for (let next = this.#waiters.peek(); group.length < depth && next?.pipe?.shareable === true; next = this.#waiters.peek()) {
         this.#waiters.shift();
         this.waitTime.observe(now - next.since);

@@ -9,7 +9,7 @@ export function poolConfig(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
   return {
     name: 'db', driver: 'pg', max: 2, acquireTimeoutMillis: 10_000, queueLimit: 10_000, idleTimeoutMillis: 0,
     maxLifetimeMillis: 0, maxReserved: 1, connectTimeoutMillis: 1000,
-    queryTimeoutMillis: 0, maxRows: 0, maxResultBytes: 0, maxRequestBytes: 0, forwardStatements: false, ...over,
+    queryTimeoutMillis: 0, maxRows: 0, maxResultBytes: 0, maxRequestBytes: 0, forwardStatements: false, pipelineDepth: 8, ...over,
   };
 }
 

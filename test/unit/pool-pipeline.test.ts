@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { DatabaseConfig } from '../../src/config/types.js';
 import type { Driver, DriverConnection, RawResult } from '../../src/drivers/driver.js';
 import { BrokerError } from '../../src/errors.js';
-import { PIPELINE_DEPTH, Pool } from '../../src/pool/pool.js';
+import { Pool } from '../../src/pool/pool.js';
 import { ScriptedDialect, poolConfig } from '../helpers/pool-fakes.js';
 
 interface Deferred<T> {
@@ -79,7 +79,7 @@ class ScriptedDriver extends ScriptedDialect implements Driver {
 }
 
 function config(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
-  return poolConfig({ max: 1, maxReserved: 0, forwardStatements: true, ...over });
+  return poolConfig({ max: 1, maxReserved: 0, forwardStatements: true, pipelineDepth: 8, ...over });
 }
 
 const MSG = new Uint8Array([0x42, 0, 0, 0, 4]);
@@ -95,7 +95,7 @@ describe('Pool: pipelining of forwarded statements', () => {
     const sent = Array.from({ length: 11 }, (_, i) => send(pool, `s${i}`));
     await driver.allowConnect();
     const conn = driver.conns[0];
-    expect(conn.batches).toEqual([sent.slice(0, PIPELINE_DEPTH).map((s) => s.sql)]);
+    expect(conn.batches).toEqual([sent.slice(0, 8).map((s) => s.sql)]);
     conn.answerAll();
     await turn();
     expect(conn.batches[1]).toEqual(['s8', 's9', 's10']);
@@ -135,6 +135,23 @@ describe('Pool: pipelining of forwarded statements', () => {
     for (const c of driver.conns) c.answerAll();
     expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['a', 'b', 'c', 'd']);
     await pool.close();
+  });
+
+  it('pipelineDepth bounds a group; 1 turns sharing off', async () => {
+    for (const pipelineDepth of [3, 1]) {
+      const driver = new ScriptedDriver();
+      const pool = new Pool(config({ pipelineDepth }), driver);
+      const sent = Array.from({ length: 4 }, (_, i) => send(pool, `s${i}`));
+      await driver.allowConnect();
+      const conn = driver.conns[0];
+      for (let i = 0; i < 4; i++) {
+        conn.answerAll();
+        await turn();
+      }
+      expect(conn.batches).toEqual(pipelineDepth === 3 ? [['s0', 's1', 's2'], ['s3']] : [['s0'], ['s1'], ['s2'], ['s3']]);
+      expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['s0', 's1', 's2', 's3']);
+      await pool.close();
+    }
   });
 
   it('an idle connection runs a statement alone', async () => {
