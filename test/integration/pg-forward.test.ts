@@ -165,6 +165,32 @@ describe.runIf(KINDS.includes('pg'))('pg: forwarded statements', () => {
     }
   });
 
+  it('pipelined statements each get their own answer: values, errors and writes interleaved on 2 connections', async () => {
+    const two = await start(true, { max: 2 });
+    try {
+      const db = two.connect();
+      // One turn: 60 statements for 2 connections, so most wait and SELECTs share connections.
+      const calls = Array.from({ length: 60 }, (_, i) => {
+        if (i % 7 === 3) return db.query('p', 'select 1 / ($1::int - $1::int) as boom', [i]).then(() => 'no error', (e: BrokerError) => `${e.code} ${e.sqlState}`);
+        if (i % 11 === 5) return db.query('p', `insert into ${TABLE} values ($1, $2)`, [i, `w${i}`]).then((r) => `inserted ${r.rowCount}`);
+        if (i % 2 === 0) return db.query<{ v: number }>('p', 'select $1::int * 2 as v', [i]).then((r) => r.rows[0].v);
+        return db.query<{ v: string }>('p', `select '${i}'::text as v`).then((r) => r.rows[0].v);
+      });
+      const got = await Promise.all(calls);
+      const want = Array.from({ length: 60 }, (_, i) => {
+        if (i % 7 === 3) return 'DATABASE_ERROR 22012';
+        if (i % 11 === 5) return 'inserted 1';
+        return i % 2 === 0 ? i * 2 : String(i);
+      });
+      expect(got).toEqual(want);
+      expect(await admin.scalar(`select count(*) from ${TABLE}`)).toBe(want.filter((w) => w === 'inserted 1').length);
+      expect(two.stats().databases.p).toMatchObject({ busy: 0, waiting: 0 });
+    } finally {
+      await two.close();
+      await admin.rows(`delete from ${TABLE}`);
+    }
+  });
+
   it('a forwarded request without its message bytes is refused with INVALID_ARGUMENT', async () => {
     const port = fwd.port();
     const replies: unknown[] = [];
