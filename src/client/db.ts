@@ -140,9 +140,9 @@ export class Db {
       return Promise.reject(err instanceof BrokerError ? rethrowAt(err, site) : err);
     }
     return this.#client.request({ t: 'fq', db: database, sql, m }, site).then((r) => {
-      const out = decodeAnswer(r.w!, database);
+      const out = decodeAnswer(r.w!, database, true);
       if (out instanceof BrokerError) throw rethrowAt(out, site);
-      return toResult<R>({ id: r.id, f: out.fields, r: out.rows, n: out.rowCount });
+      return { rows: out.rows as R[], rowCount: out.rowCount, fields: out.fields.map((name) => ({ name })) };
     });
   }
 

@@ -67,10 +67,13 @@ function parserOf(oid: number): Parser {
   return p;
 }
 
-/** A decoded answer: the broker's `RawResult` shape (rows as arrays in `fields` order). */
-export interface DecodedResult {
+/**
+ * A decoded answer: the broker's `RawResult` shape, rows as arrays in `fields` order, or (with
+ * `objects`) the rows as the user gets them, keyed by column name.
+ */
+export interface DecodedResult<Row = unknown[]> {
   fields: string[];
-  rows: unknown[][];
+  rows: Row[];
   rowCount: number;
 }
 
@@ -78,10 +81,14 @@ export interface DecodedResult {
 interface Partial {
   fields: string[];
   parsers: Parser[];
-  rows: unknown[][];
+  /** A column is named `__proto__`: it must become an own property, never the row's prototype. */
+  hostile: boolean;
+  rows: unknown[];
   command: string | undefined;
   rowCount: number | undefined;
 }
+
+const fresh = (): Partial => ({ fields: [], parsers: [], hostile: false, rows: [], command: undefined, rowCount: undefined });
 
 interface Message {
   name: string;
@@ -98,14 +105,17 @@ void parse(source as unknown as NodeJS.ReadableStream, (m) => sink?.(m as unknow
 
 /**
  * Decodes the broker's forwarded answer to one statement into the same `RawResult` the `pg`
- * path gives (or the same `BrokerError` for a server error).
+ * path gives (or the same `BrokerError` for a server error). With `objects`, rows are built as
+ * objects keyed by column name directly (one pass instead of arrays, then objects).
  */
-export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult | BrokerError {
-  let cur: Partial = { fields: [], parsers: [], rows: [], command: undefined, rowCount: undefined };
+export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult | BrokerError;
+export function decodeAnswer(bytes: Uint8Array, database: string, objects: true): DecodedResult<Record<string, unknown>> | BrokerError;
+export function decodeAnswer(bytes: Uint8Array, database: string, objects = false): DecodedResult<unknown> | BrokerError {
+  let cur = fresh();
   let error: BrokerError | undefined;
   // As pg's Result: a new result starts at a row description or command tag that follows a completed one.
   const next = (): void => {
-    if (cur.command !== undefined) cur = { fields: [], parsers: [], rows: [], command: undefined, rowCount: undefined };
+    if (cur.command !== undefined) cur = fresh();
   };
   sink = (m) => {
     switch (m.name) {
@@ -114,15 +124,28 @@ export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult
         const fs = m.fields as { name: string; dataTypeID: number }[];
         cur.fields = fs.map((f) => f.name);
         cur.parsers = fs.map((f) => parserOf(f.dataTypeID));
+        cur.hostile = cur.fields.includes('__proto__');
         break;
       }
       case 'dataRow': {
         const raw = m.fields as (string | null)[];
         const ps = cur.parsers;
-        const row = new Array<unknown>(raw.length);
+        if (!objects) {
+          const row = new Array<unknown>(raw.length);
+          for (let i = 0; i < raw.length; i++) {
+            const v = raw[i];
+            row[i] = v === null ? null : ps[i](v);
+          }
+          cur.rows.push(row);
+          break;
+        }
+        const names = cur.fields;
+        const row: Record<string, unknown> = {};
         for (let i = 0; i < raw.length; i++) {
           const v = raw[i];
-          row[i] = v === null ? null : ps[i](v);
+          const value = v === null ? null : ps[i](v);
+          if (cur.hostile) Object.defineProperty(row, names[i], { value, enumerable: true, writable: true, configurable: true });
+          else row[names[i]] = value;
         }
         cur.rows.push(row);
         break;

@@ -100,6 +100,16 @@ describe.runIf(KINDS.includes('pg'))('pg: forwarded statements', () => {
     expect((await fwd.connect().query('p', 'select 1 as one')).rows).toEqual([{ one: 1 }]);
   });
 
+  it('a column named __proto__ is an own property of the row, never its prototype; duplicate names keep the last value', async () => {
+    const sql = 'select 1 as "__proto__", 2 as a, 3 as a';
+    for (const broker of [fwd, direct]) {
+      const [row] = (await broker.connect().query('p', sql)).rows as Record<string, unknown>[];
+      expect(Object.getPrototypeOf(row)).toBe(Object.prototype);
+      expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toBe(1);
+      expect(row.a).toBe(3);
+    }
+  });
+
   it('rowCount of writes, and server errors with their fields', async () => {
     const db = fwd.connect();
     const ins = await db.query('p', `insert into ${TABLE} values ($1, $2), ($3, $4)`, [1, 'a', 2, 'b']);
