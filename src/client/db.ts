@@ -140,7 +140,7 @@ export class Db {
       return Promise.reject(err instanceof BrokerError ? rethrowAt(err, site) : err);
     }
     return this.#client.request({ t: 'fq', db: database, sql, m }, site).then((r) => {
-      const out = decodeAnswer(r.w!, database, true);
+      const out = decodeAnswer(r.w!, database);
       if (out instanceof BrokerError) throw rethrowAt(out, site);
       return { rows: out.rows as R[], rowCount: out.rowCount, fields: out.fields.map((name) => ({ name })) };
     });

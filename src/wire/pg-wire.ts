@@ -67,13 +67,10 @@ function parserOf(oid: number): Parser {
   return p;
 }
 
-/**
- * A decoded answer: the broker's `RawResult` shape, rows as arrays in `fields` order, or (with
- * `objects`) the rows as the user gets them, keyed by column name.
- */
-export interface DecodedResult<Row = unknown[]> {
+/** A decoded answer: the rows as the user gets them, keyed by column name, in one pass. */
+export interface DecodedResult {
   fields: string[];
-  rows: Row[];
+  rows: Record<string, unknown>[];
   rowCount: number;
 }
 
@@ -83,7 +80,7 @@ interface Partial {
   parsers: Parser[];
   /** A column is named `__proto__`: it must become an own property, never the row's prototype. */
   hostile: boolean;
-  rows: unknown[];
+  rows: Record<string, unknown>[];
   command: string | undefined;
   rowCount: number | undefined;
 }
@@ -104,13 +101,10 @@ let sink: ((m: Message) => void) | undefined;
 void parse(source as unknown as NodeJS.ReadableStream, (m) => sink?.(m as unknown as Message));
 
 /**
- * Decodes the broker's forwarded answer to one statement into the same `RawResult` the `pg`
- * path gives (or the same `BrokerError` for a server error). With `objects`, rows are built as
- * objects keyed by column name directly (one pass instead of arrays, then objects).
+ * Decodes the broker's forwarded answer to one statement into the rows, columns and count the
+ * `pg` path gives (or the same `BrokerError` for a server error).
  */
-export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult | BrokerError;
-export function decodeAnswer(bytes: Uint8Array, database: string, objects: true): DecodedResult<Record<string, unknown>> | BrokerError;
-export function decodeAnswer(bytes: Uint8Array, database: string, objects = false): DecodedResult<unknown> | BrokerError {
+export function decodeAnswer(bytes: Uint8Array, database: string): DecodedResult | BrokerError {
   let cur = fresh();
   let error: BrokerError | undefined;
   // As pg's Result: a new result starts at a row description or command tag that follows a completed one.
@@ -130,15 +124,6 @@ export function decodeAnswer(bytes: Uint8Array, database: string, objects = fals
       case 'dataRow': {
         const raw = m.fields as (string | null)[];
         const ps = cur.parsers;
-        if (!objects) {
-          const row = new Array<unknown>(raw.length);
-          for (let i = 0; i < raw.length; i++) {
-            const v = raw[i];
-            row[i] = v === null ? null : ps[i](v);
-          }
-          cur.rows.push(row);
-          break;
-        }
         const names = cur.fields;
         const row: Record<string, unknown> = {};
         for (let i = 0; i < raw.length; i++) {

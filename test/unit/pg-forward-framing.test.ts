@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { StatementLimits } from '../../src/drivers/driver.js';
 import { PgForwarder, type ForwardHost } from '../../src/drivers/pg/pg-forward.js';
-import { decodeAnswer, encodeStatement } from '../../src/wire/pg-wire.js';
+import { decodeAnswer as decodeRows, encodeStatement } from '../../src/wire/pg-wire.js';
 import { BrokerError } from '../../src/errors.js';
 
 /** A socket whose reads the test delivers and whose writes it records. */
@@ -57,6 +57,13 @@ const commandComplete = (tag: string): Buffer => msg('C', cstr(tag));
 const ready = (status = 'I'): Buffer => msg('Z', Buffer.from(status));
 function errorResponse(code: string, text: string): Buffer {
   return msg('E', Buffer.concat([Buffer.from('SERROR\0'), Buffer.from('VERROR\0'), Buffer.from(`C${code}\0`), Buffer.from(`M${text}\0`), Buffer.from([0])]));
+}
+
+/** The thread's decoding, rows read back in column order (the assertions below compare arrays). */
+function decodeAnswer(bytes: Uint8Array, db: string): { fields: string[]; rows: unknown[][]; rowCount: number } | BrokerError {
+  const out = decodeRows(bytes, db);
+  if (out instanceof BrokerError) return out;
+  return { fields: out.fields, rows: out.rows.map((r) => out.fields.map((f) => r[f])), rowCount: out.rowCount };
 }
 
 /** A statement as the thread sends it. */

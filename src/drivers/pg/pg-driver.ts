@@ -326,11 +326,14 @@ export class PgDriver implements Driver {
     }
     client.off('error', early);
     const conn = new PgConnection(seq, client, this.#config.name, limitsOf(this.#config));
-    try {
-      conn.enableForwarding();
-    } catch (err) {
-      conn.destroy();
-      throw Errors.connectionLost(this.#config.name, `cannot forward statements on this connection: ${(err as Error).message}`, err);
+    // Only when threads forward: `forwardStatements: false` is the way around the socket takeover.
+    if (this.#config.forwardStatements) {
+      try {
+        conn.enableForwarding();
+      } catch (err) {
+        conn.destroy();
+        throw Errors.connectionLost(this.#config.name, `cannot forward statements on this connection: ${(err as Error).message}`, err);
+      }
     }
     conn.serverId = (client as unknown as { processID?: number }).processID ?? 0;
     return conn;
