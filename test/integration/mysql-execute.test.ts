@@ -323,6 +323,9 @@ for (const fast of [true, false]) describe.runIf(KINDS.includes('mysql'))(`mysql
       expect(rows).toMatchObject({ code: 'RESULT_TOO_LARGE' });
       expect(await ldb.query('db', "select repeat('x', ?) as s", [100_000]).catch((e: unknown) => e)).toMatchObject({ code: 'RESULT_TOO_LARGE' });
       expect(await ldb.query('db', 'select sleep(?) as s', [3]).catch((e: unknown) => e)).toMatchObject({ code: 'QUERY_TIMEOUT' });
+      // The server sleeps on for the closed session: end it, so no session of the broker's login outlives this test.
+      await admin.kill(await admin.sessionIds({ like: 'select sleep(?) as s%' }));
+      await waitFor('the abandoned session to end', async () => (await admin.sessionIds({ like: 'select sleep(?) as s%' })).length === 0);
       expect((await ldb.query('db', 'select seq from seq_1_to_10 where seq > ?', [7])).rows).toEqual([{ seq: 8 }, { seq: 9 }, { seq: 10 }]);
     } finally {
       await limited.close();

@@ -6,23 +6,15 @@ import mysql from 'mysql2';
 import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
-import { checkBeginOptions, internalDeadline, isFatalSqlState, limitsOf } from '../driver.js';
+import { checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
 import { binaryRowsToText } from './mysql-binary-rows.js';
 import { MYSQL_MAX_PREPARED_STATEMENTS, executePrepared } from './mysql-execute.js';
 import type { PreparedStatement } from './mysql-execute.js';
+import { mysqlError, type MysqlError } from './mysql-error.js';
+import { PreparedStatements } from './mysql-statements.js';
 import { bindParams } from './mysql-params.js';
 import type { BoundParam } from './mysql-params.js';
 import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from './mysql-types.js';
-
-/** The structural subset of a mysql2 error we read. */
-interface MysqlError {
-  message: string;
-  code?: string;
-  errno?: number;
-  sqlState?: string;
-  sqlMessage?: string;
-  fatal?: boolean;
-}
 
 /** The structural subset of a mysql2 streaming query (a query without a callback) we use. */
 interface MysqlQuery {
@@ -82,54 +74,7 @@ const ER_UNSUPPORTED_PS = 1295;
 const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
 const ER_NEED_REPREPARE = 1615;
 
-/** Most statement texts a connection remembers as text-only. */
-const TEXT_ONLY_LIMIT = 256;
-
-/** Turns whatever mysql2 reported into a `BrokerError`. */
-export function mysqlError(db: string, err: unknown): BrokerError {
-  if (err instanceof BrokerError) return err;
-  const e = err as MysqlError;
-  const message = e?.sqlMessage ?? e?.message ?? String(err);
-  if (e?.fatal || (e?.sqlState !== undefined && isFatalSqlState(e.sqlState)) || e?.code === 'PROTOCOL_CONNECTION_LOST') {
-    return new BrokerError('CONNECTION_LOST', `connection to database ${db} lost: ${message}`, {
-      errno: e?.errno, driverCode: e?.code, sqlState: e?.sqlState, database: db,
-    });
-  }
-  return new BrokerError('DATABASE_ERROR', message, {
-    errno: e?.errno, driverCode: e?.code, sqlState: e?.sqlState, constraint: constraintOf(e?.errno, message), database: db,
-  });
-}
-
-/**
- * Fix: the server names the violated constraint only inside the message text, so `constraint`
- * was always missing on MySQL/MariaDB although DESIGN.md promises it for DATABASE_ERROR (pg sends
- * it as a field). Read it from the messages of the constraint errors.
- */
-export function constraintOf(errno: number | undefined, message: string): string | undefined {
-  switch (errno) {
-    case 1062: // ER_DUP_ENTRY: "Duplicate entry '…' for key 'name'" (MySQL 8: 'table.name')
-    case 1586: { // ER_DUP_ENTRY_WITH_KEY_NAME
-      const key = /for key '(.*)'$/s.exec(message)?.[1];
-      return key === undefined ? undefined : key.slice(key.lastIndexOf('.') + 1);
-    }
-    case 1451: // ER_ROW_IS_REFERENCED_2: "… a foreign key constraint fails (`db`.`t`, CONSTRAINT `name` FOREIGN KEY …"
-    case 1452: // ER_NO_REFERENCED_ROW_2
-    case 4025: // MariaDB ER_CONSTRAINT_FAILED: "CONSTRAINT `name` failed for `db`.`t`"
-      return /CONSTRAINT `((?:[^`]|``)+)`/.exec(message)?.[1].replace(/``/g, '`');
-    case 3819: // MySQL ER_CHECK_CONSTRAINT_VIOLATED: "Check constraint 'name' is violated."
-      return /^Check constraint '(.*)' is violated/.exec(message)?.[1];
-    default:
-      return undefined;
-  }
-}
-
 type Settle = (err: unknown, res?: RawResult) => void;
-
-/** Adds `key` to a bounded insertion-ordered set, dropping the oldest entry past `limit`. */
-function remember(set: Set<string>, key: string, limit: number): void {
-  if (set.size >= limit && !set.has(key)) set.delete(set.keys().next().value as string);
-  set.add(key);
-}
 
 class MysqlConnection implements DriverConnection {
   readonly seq: number;
@@ -143,13 +88,8 @@ class MysqlConnection implements DriverConnection {
   #brokenListener: ((err: Error) => void) | undefined;
   /** Statements in flight: a streaming query hears of a lost connection only through the connection. */
   readonly #inflight = new Set<Settle>();
-  /**
-   * The statements prepared on this connection, least recently used first; at most
-   * MYSQL_MAX_PREPARED_STATEMENTS, the oldest is closed on the server to make room.
-   */
-  readonly #prepared = new Map<string, PreparedStatement>();
-  /** Statements the server would not prepare: they run as text. */
-  readonly #textOnly = new Set<string>();
+  /** What this connection prepared, and what the server would not prepare. */
+  readonly #statements: PreparedStatements;
 
   constructor(seq: number, conn: MysqlConn, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -157,6 +97,7 @@ class MysqlConnection implements DriverConnection {
     this.#db = db;
     this.#limits = limits;
     this.serverId = conn.threadId ?? 0;
+    this.#statements = new PreparedStatements((sql) => conn.unprepare({ sql, rowsAsArray: true }));
     conn.on('error', (err) => this.#markBroken(new Error(err?.message ?? 'connection error')));
     conn.on('end', () => this.#markBroken(new Error('connection ended')));
   }
@@ -181,7 +122,7 @@ class MysqlConnection implements DriverConnection {
    * binary protocol cannot carry alike, run as text.
    */
   query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
-    const bound = params !== undefined && params.length > 0 && !this.#textOnly.has(sql) ? bindParams(params) : undefined;
+    const bound = params !== undefined && params.length > 0 && !this.#statements.isTextOnly(sql) ? bindParams(params) : undefined;
     return this.#statement(sql, params, this.#limits.queryTimeoutMillis, bound);
   }
 
@@ -258,7 +199,7 @@ class MysqlConnection implements DriverConnection {
           // DDL (1615), or mysql2's fallback `execute` could not prepare it again.
           const errno = err.errno;
           if (binary && (errno === ER_UNKNOWN_STMT_HANDLER || errno === ER_NEED_REPREPARE || (cmd as MysqlExecute).statement === undefined)) {
-            this.#forget(sql);
+            this.#statements.forget(sql);
             asText(err);
             return;
           }
@@ -282,7 +223,7 @@ class MysqlConnection implements DriverConnection {
         try {
           text((ok) => {
             const transient = refusal.errno === ER_MAX_PREPARED_STMT_COUNT_REACHED || refusal.errno === ER_NEED_REPREPARE;
-            if ((ok && !transient) || refusal.errno === ER_UNSUPPORTED_PS) remember(this.#textOnly, sql, TEXT_ONLY_LIMIT);
+            if ((ok && !transient) || refusal.errno === ER_UNSUPPORTED_PS) this.#statements.markTextOnly(sql);
           });
         } catch (err) {
           settle(err);
@@ -297,7 +238,7 @@ class MysqlConnection implements DriverConnection {
         else text();
       };
       const prepare = (): void => {
-        if (this.#prepared.size >= MYSQL_MAX_PREPARED_STATEMENTS) this.#forget(this.#prepared.keys().next().value as string);
+        this.#statements.makeRoom();
         this.#conn.prepare({ sql, rowsAsArray: true }, (err, stmt) => {
           if (settled) return; // timed out or lost: the connection is being destroyed
           if (err) {
@@ -306,7 +247,7 @@ class MysqlConnection implements DriverConnection {
             else asText(err);
             return;
           }
-          this.#prepared.set(sql, stmt!);
+          this.#statements.add(sql, stmt!);
           try {
             executeOrText(stmt!);
           } catch (e) {
@@ -316,23 +257,14 @@ class MysqlConnection implements DriverConnection {
       };
 
       try {
-        const stmt = bound === undefined ? undefined : this.#prepared.get(sql);
+        const stmt = bound === undefined ? undefined : this.#statements.use(sql);
         if (bound === undefined) text();
         else if (stmt === undefined) prepare();
-        else {
-          this.#prepared.delete(sql); // most recently used last
-          this.#prepared.set(sql, stmt);
-          executeOrText(stmt);
-        }
+        else executeOrText(stmt);
       } catch (err) {
         settle(err); // a value mysql2 refuses before sending anything
       }
     });
-  }
-
-  /** Closes a statement prepared here (on the server and in mysql2's cache). */
-  #forget(sql: string): void {
-    if (this.#prepared.delete(sql)) this.#conn.unprepare({ sql, rowsAsArray: true });
   }
 
   /** Ends a statement early: its caller gets `err`, the connection is destroyed. */
@@ -418,7 +350,7 @@ class MysqlConnection implements DriverConnection {
         this.#inTransaction = false;
         this.#autocommitOff = false;
         // The server dropped every prepared statement; mysql2 forgot its own.
-        this.#prepared.clear();
+        this.#statements.clearPrepared();
         resolve();
       });
     });
