@@ -3,7 +3,7 @@
  * requests go to the reservation manager.
  * @module
  */
-import type { RawResult } from '../drivers/driver.js';
+import { NotForwarded, type RawResult } from '../drivers/driver.js';
 import { Errors } from '../errors.js';
 import type { Pool } from '../pool/pool.js';
 import type { Peer, RequestSink } from '../transport/port-server.js';
@@ -112,9 +112,17 @@ export class RequestHandler implements RequestSink {
       peer.fail(req.id, Errors.poolDeadlock(pool.name, pool.stats()));
       return;
     }
-    pool.forward(req.sql, req.m, peer, pipelinable(req)).then(
+    if (req.p !== undefined && !(Number.isInteger(req.p) && req.p >= 0)) {
+      peer.fail(req.id, Errors.invalidArgument('the parameter count of a forwarded statement must be a whole number'));
+      return;
+    }
+    pool.forward({ sql: req.sql, msg: req.m, params: req.p }, peer, pipelinable(req)).then(
       (w) => peer.reply({ id: req.id, w }),
-      (err: unknown) => peer.fail(req.id, err),
+      (err: unknown) => {
+        // The thread sends it again as a plain query (and, when the reason lasts, every later one with this text).
+        if (err instanceof NotForwarded) peer.reply({ id: req.id, q: err.lasting ? 2 : 1 });
+        else peer.fail(req.id, err);
+      },
     );
   }
 

@@ -11,8 +11,7 @@ import type { PortClient } from './port-client.js';
 import { Reservation, type BeginOptions } from './reservation.js';
 import { toResult, type QueryResult } from './result.js';
 import { modelOf } from '../mapper/mapper-context.js';
-import { decodeAnswer, encodeStatement } from '../wire/pg-wire.js';
-import { deserializeError, serializeError } from '../transport/serialize-error.js';
+import { Forwarding } from './forwarding.js';
 import type { Model } from '../mapper/model.js';
 
 /** Options of `reserve`. Lease defaults come from `reservations` in the config. */
@@ -51,11 +50,6 @@ function checkMillis(name: string, v: unknown): number {
   return v;
 }
 
-/** The error as it would have crossed the port: whitelisted fields only, the caller's stack. */
-function rethrowAt(err: BrokerError, site: { stack?: string }): BrokerError {
-  return deserializeError(serializeError(err), site);
-}
-
 function isRetryable(err: unknown): boolean {
   return err instanceof BrokerError && (err.sqlState === '40001' || err.sqlState === '40P01' || err.errno === 1213);
 }
@@ -73,12 +67,14 @@ export class Db {
   readonly #table: SlotTable;
   readonly #dbIndex: Map<string, number>;
   readonly #handles = new Map<string, DatabaseHandle>();
+  readonly #forwarding: Forwarding;
 
   /** @internal Built by `connect()`. */
   constructor(client: PortClient) {
     this.#client = client;
     this.#table = new SlotTable(client.env.slotCounts, client.env.slots);
     this.#dbIndex = new Map(client.env.databases.map((name, i) => [name, i]));
+    this.#forwarding = new Forwarding(client);
   }
 
   /** The configured database names. */
@@ -122,28 +118,9 @@ export class Db {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#client.env.forward?.[i] === true) return this.#forward<R>(database, sql, params, site);
+    const env = this.#client.env;
+    if (env.forward?.[i] === true) return this.#forwarding.query<R>(env.kinds[i], database, sql, params, site);
     return this.#client.request({ t: 'q', db: database, sql, params: params as unknown[] | undefined }, site).then((r) => toResult<R>(r));
-  }
-
-  /**
-   * A plain statement as protocol bytes: encoded here, forwarded by the broker, decoded here
-   * (issue 8: the main thread frames answers but parses no row).
-   */
-  #forward<R>(database: string, sql: string, params: readonly unknown[] | undefined, site: { stack?: string }): Promise<QueryResult<R>> {
-    const refused = this.#client.refuseOversized(database, sql, params, site);
-    if (refused !== undefined) return Promise.reject(refused);
-    let m: Uint8Array;
-    try {
-      m = encodeStatement(sql, params, database);
-    } catch (err) {
-      return Promise.reject(err instanceof BrokerError ? rethrowAt(err, site) : err);
-    }
-    return this.#client.request({ t: 'fq', db: database, sql, m }, site).then((r) => {
-      const out = decodeAnswer(r.w!, database);
-      if (out instanceof BrokerError) throw rethrowAt(out, site);
-      return { rows: out.rows as R[], rowCount: out.rowCount, fields: out.fields.map((name) => ({ name })) };
-    });
   }
 
   /** A handle on one database (`db.database('main').query('select 1')`). */

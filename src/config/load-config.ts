@@ -292,7 +292,7 @@ function buildDatabase(name: string, db: DatabaseInput): DatabaseConfig {
     maxRows: db.maxRows ?? d.maxRows,
     maxResultBytes: db.maxResultBytes ?? d.maxResultBytes,
     maxRequestBytes: db.maxRequestBytes ?? d.maxRequestBytes,
-    forwardStatements: db.driver === 'pg' && (db.forwardStatements ?? d.forwardStatements),
+    forwardStatements: db.forwardStatements ?? d.forwardStatements,
     pipelineDepth: db.pipelineDepth ?? d.pipelineDepth,
   };
   // Non-enumerable getters: util.inspect, JSON.stringify, spread and structured clone skip them.

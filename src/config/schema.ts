@@ -55,8 +55,8 @@ const DatabaseShape = z.strictObject({
   maxRows: int(0, 2_147_483_647, 'Most rows one result may have; one more fails the statement with RESULT_TOO_LARGE and closes its connection to stop the transfer (default 0 = no limit).').optional(),
   maxResultBytes: int(0, Number.MAX_SAFE_INTEGER, 'Most bytes one result may take as received from the server; more fails the statement with RESULT_TOO_LARGE and closes its connection, before the main thread holds the rest (default 67108864 = 64 MiB; 0 = no limit).').optional(),
   maxRequestBytes: int(0, Number.MAX_SAFE_INTEGER, 'Most bytes a statement and its parameters may take; a larger request is refused with REQUEST_TOO_LARGE in the calling thread, before it is sent (default 67108864 = 64 MiB; 0 = no limit).').optional(),
-  pipelineDepth: int(1, 64, 'PostgreSQL, with forwardStatements: most waiting SELECT statements that share one connection when it comes back, written in one socket write (default 8; 1 = one statement per connection at a time).').optional(),
-  forwardStatements: z.boolean({ error: 'must be true or false' }).describe('PostgreSQL: plain statements are encoded and decoded in the calling thread and the broker forwards protocol bytes, keeping row parsing off the main thread (default true; false = the broker runs them through pg itself).').optional(),
+  pipelineDepth: int(1, 64, 'With forwardStatements: most waiting SELECT statements that share one connection when it comes back, written in one socket write (default 8; 1 = one statement per connection at a time).').optional(),
+  forwardStatements: z.boolean({ error: 'must be true or false' }).describe('Plain statements are encoded and decoded in the calling thread and the broker forwards protocol bytes, keeping row parsing off the main thread (default true; false = the broker runs them through pg or mysql2 itself).').optional(),
 });
 type DatabaseInput = z.output<typeof DatabaseShape>;
 

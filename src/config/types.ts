@@ -57,8 +57,8 @@ export interface DatabaseConfig {
   /** Most bytes a statement and its parameters may take; larger ones are refused with `REQUEST_TOO_LARGE` before they are sent (default 64 MiB; 0 = no limit). */
   readonly maxRequestBytes: number;
   /**
-   * PostgreSQL: plain statements are encoded and decoded in the calling thread; the broker only
-   * forwards protocol bytes (default true). Always false for MySQL.
+   * Plain statements are encoded and decoded in the calling thread; the broker only forwards
+   * protocol bytes (default true; PostgreSQL and MySQL alike).
    */
   readonly forwardStatements: boolean;
   /**

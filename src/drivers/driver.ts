@@ -20,6 +20,33 @@ export interface RawResult {
   insertId?: number | bigint;
 }
 
+/** A plain statement the calling thread encoded in its database's protocol (issue 8). */
+export interface ForwardStatement {
+  /** The statement's text (the broker prepares it per connection when it has parameters). */
+  sql: string;
+  /** The thread's encoded message (see `wire/pg-wire.ts`, `wire/mysql-wire.ts`). */
+  msg: Uint8Array;
+  /** MySQL, for a COM_STMT_EXECUTE: the number of values bound in `msg`. */
+  params?: number;
+}
+
+/**
+ * A forwarded statement this connection cannot run as sent; the thread sends it again as a plain
+ * `QueryRequest`, which the broker runs through the driver (MySQL: a text the server will not
+ * prepare, a placeholder count that differs from the values, a statement the server dropped).
+ * Never reaches users.
+ */
+export class NotForwarded extends Error {
+  /**
+   * @param lasting The reason holds for every later use of this text: the thread may skip
+   *   forwarding it from now on.
+   */
+  constructor(readonly lasting: boolean) {
+    super('the statement cannot be forwarded');
+    this.name = 'NotForwarded';
+  }
+}
+
 /** How a transaction begins. */
 export interface BeginOptions {
   isolation?: 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
@@ -41,7 +68,7 @@ export interface DriverConnection {
    * and resolves each with the server's answer as bytes, for the thread to decode (issue 8: the
    * main thread frames, it does not parse). Only kinds that forward implement it.
    */
-  forward?(batch: readonly { sql: string; msg: Uint8Array }[]): Promise<Uint8Array>[];
+  forward?(batch: readonly ForwardStatement[]): Promise<Uint8Array>[];
   /** True when the session holds state that must be reset before another user gets it. */
   needsReset(): boolean;
   /** Rolls back an open transaction and restores session defaults. */

@@ -7,15 +7,13 @@
  * @module
  */
 import type { DatabaseConfig } from '../config/types.js';
-import type { Driver, DriverConnection, RawResult } from '../drivers/driver.js';
+import type { Driver, DriverConnection, ForwardStatement, RawResult } from '../drivers/driver.js';
 import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
 import { WaiterQueue } from './waiter-queue.js';
 
 /** A forwarded statement waiting for a connection. */
-interface PipeStatement {
-  sql: string;
-  msg: Uint8Array;
+interface PipeStatement extends ForwardStatement {
   /** It cannot leave a transaction open, so it may share a pipeline with the ones behind it. */
   shareable: boolean;
   /** Receives the statement's answer once it runs. */
@@ -132,11 +130,12 @@ export class Pool {
    * which then run pipelined: one socket write for all, answers in order. FIFO order, the
    * deadline and the queue limit apply to each statement as to any waiter.
    */
-  forward(sql: string, msg: Uint8Array, owner?: object, shareable = false): Promise<Uint8Array> {
+  forward(stmt: ForwardStatement, owner?: object, shareable = false): Promise<Uint8Array> {
+    const { sql, msg, params } = stmt;
     const conn = this.#takeIdle();
-    if (conn !== undefined) return this.#runForward(conn, [{ sql, msg, shareable, settle: () => undefined }])[0];
+    if (conn !== undefined) return this.#runForward(conn, [{ sql, msg, params, shareable, settle: () => undefined }])[0];
     return new Promise<Uint8Array>((resolve, reject) => {
-      const pipe: PipeStatement = { sql, msg, shareable, settle: (p) => p.then(resolve, reject) };
+      const pipe: PipeStatement = { sql, msg, params, shareable, settle: (p) => p.then(resolve, reject) };
       this.#enqueue(this.#config.acquireTimeoutMillis, owner, (c) => this.#runForward(c, [pipe]), reject, pipe);
     });
   }

@@ -82,8 +82,10 @@ export interface QueryRequest {
 
 /**
  * A plain statement the thread encoded in the database's own protocol (PostgreSQL: a Query, or
- * Bind + Describe + Execute + Sync of the unnamed statement). The broker prepares `sql` on the
- * connection it picks and answers with the server's bytes (`OkReply.w`).
+ * Bind + Describe + Execute + Sync of the unnamed statement; MySQL: a COM_QUERY, or a
+ * COM_STMT_EXECUTE of statement 0 with `p` values, its 4 header bytes left for the broker). The
+ * broker prepares `sql` on the connection it picks when needed and answers with the server's
+ * bytes (`OkReply.w`), or asks for the statement again as a `QueryRequest` (`OkReply.q`).
  */
 export interface ForwardRequest {
   t: 'fq';
@@ -91,6 +93,8 @@ export interface ForwardRequest {
   db: string;
   sql: string;
   m: Uint8Array;
+  /** MySQL COM_STMT_EXECUTE: how many values `m` binds. */
+  p?: number;
 }
 
 /** Transaction control on a reservation. */
@@ -148,8 +152,13 @@ export interface OkReply {
   r?: unknown[][];
   n?: number;
   i?: number | bigint;
-  /** For a forwarded statement: the server's answer, whole messages up to ReadyForQuery. */
+  /** For a forwarded statement: the server's answer, whole messages (pg: up to ReadyForQuery; MySQL: up to the end of its last result). */
   w?: Uint8Array;
+  /**
+   * For a forwarded statement the connection cannot run as sent: send it again as a
+   * `QueryRequest`; 2 when that holds for every later statement with this text.
+   */
+  q?: 1 | 2;
   /** For reserve-wait: the granted slot, generation and nonce words. */
   rs?: { slot: number; gen: number };
 }

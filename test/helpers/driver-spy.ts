@@ -4,12 +4,13 @@
  * spy shows 0 calls", S3 "SQL text equal to a fixed template", the cap oracle's 53300 / 1226).
  * The broker runs in the test's process and imports the same driver modules, so patching their
  * prototypes sees its traffic. Two paths bypass `query` and are watched where they leave:
- * plain pg statements the broker forwards as protocol bytes (`PgForwarder.forward`, every
- * broker's, whatever its login) and MySQL statements run as prepared statements (mysql2's
- * `Execute` commands, through `addCommand`).
+ * plain statements the broker forwards as protocol bytes (`PgForwarder.forward`,
+ * `MysqlForwarder.forward`: every broker's, whatever its login) and MySQL statements run as
+ * prepared statements (mysql2's `Execute` commands, through `addCommand`).
  */
 import mysql from 'mysql2';
 import pg from 'pg';
+import { MysqlForwarder } from '../../dist/src/drivers/mysql/mysql-forward.js';
 import { PgForwarder } from '../../dist/src/drivers/pg/pg-forward.js';
 import { BROKER_USER } from './test-setup.js';
 
@@ -63,10 +64,17 @@ export class DriverSpy {
       for (const s of batch as { sql: string }[]) spy.statements.push({ kind: 'pg', sql: s.sql, params: undefined });
       return fwd.call(this, batch);
     };
+    const myFwdProto = MysqlForwarder.prototype as unknown as Record<string, Fn>;
+    const myFwd = myFwdProto.forward;
+    myFwdProto.forward = function (this: unknown, batch: unknown) {
+      for (const s of batch as { sql: string }[]) spy.statements.push({ kind: 'mysql', sql: s.sql, params: undefined });
+      return myFwd.call(this, batch);
+    };
     this.#restore.push(() => {
       pgProto.query = pgQuery;
       pgProto.connect = pgConnect;
       fwdProto.forward = fwd;
+      myFwdProto.forward = myFwd;
     });
     const myProto = (mysql as unknown as { Connection: { prototype: Record<string, Fn> } }).Connection.prototype;
     const hadOwnQuery = Object.hasOwn(myProto, 'query');

@@ -85,7 +85,7 @@ function config(over: Partial<DatabaseConfig> = {}): DatabaseConfig {
 const MSG = new Uint8Array([0x42, 0, 0, 0, 4]);
 
 function send(pool: Pool, sql: string, shareable = true): { sql: string; answer: Promise<string> } {
-  return { sql, answer: pool.forward(sql, MSG, undefined, shareable).then((b) => new TextDecoder().decode(b), (e: BrokerError) => e.code) };
+  return { sql, answer: pool.forward({ sql, msg: MSG }, undefined, shareable).then((b) => new TextDecoder().decode(b), (e: BrokerError) => e.code) };
 }
 
 describe('Pool: pipelining of forwarded statements', () => {

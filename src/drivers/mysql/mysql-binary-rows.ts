@@ -32,7 +32,7 @@ export const TYPE_TIME = 11;
 /** DATETIME column type code. */
 export const TYPE_DATETIME = 12;
 /** Decimals at or above this mean "not fixed" for FLOAT/DOUBLE (FLOATING_POINT_DECIMALS). */
-const NOT_FIXED_DEC = 31;
+export const NOT_FIXED_DEC = 31;
 
 /**
  * Converts, in place, the values of a binary-protocol result that mysql2 decodes differently
@@ -105,7 +105,7 @@ const INEXACT_FROM = Array.from({ length: 15 }, (_, k) => (2 ** 53 / 10 ** (15 -
  * text is 17 characters of plain notation whose digits exceed 2^53 (a positive non-integer in
  * [9.007…e k, 10^(k+1)) with 16 significant digits), so only those are parsed again.
  */
-function doubleAsText(v: number): number {
+export function doubleAsText(v: number): number {
   if (!(v >= INEXACT_FROM[0]) || v >= 1e15 || Number.isInteger(v)) return v;
   let k = 0;
   while (k < 14 && v >= 10 ** (k + 1)) k++;
@@ -115,7 +115,7 @@ function doubleAsText(v: number): number {
 }
 
 /** A FLOAT (decimals not fixed): 6 significant digits, rounded half to even. */
-function floatAsText(v: number): number {
+export function floatAsText(v: number): number {
   if (v === 0 || !Number.isFinite(v)) return v; // -0 reads back as -0 ('-0')
   let s = Math.abs(v).toExponential(5); // d.ddddde±x, rounded half up
   const at = s.indexOf('e');
@@ -127,7 +127,7 @@ function floatAsText(v: number): number {
 }
 
 /** A FLOAT or DOUBLE with fixed decimals (FLOAT(M,D), DOUBLE(M,D), ROUND results). */
-function realFixedAsText(v: number, decimals: number): number {
+export function realFixedAsText(v: number, decimals: number): number {
   if (!Number.isFinite(v)) return v;
   const a = Math.abs(v);
   if (a >= 1e21) return v; // more than 17 characters: read back exactly
@@ -305,7 +305,7 @@ function dateTimeAsText(s: string): Date {
 }
 
 /** A TIME text with its fraction padded to the column's decimals, as the server writes it. */
-function timeAsText(s: string, decimals: number): string {
+export function timeAsText(s: string, decimals: number): string {
   const dot = s.indexOf('.');
   if (dot < 0) return `${s}.${'0'.repeat(decimals)}`;
   const have = s.length - dot - 1;

@@ -2,15 +2,17 @@
  * MySQL and MariaDB through `mysql2`. Connections are plain mysql2 connections owned by our pool.
  * @module
  */
+import type { Duplex } from 'node:stream';
 import mysql from 'mysql2';
 import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
-import type { BeginOptions, Driver, DriverConnection, RawResult, StatementLimits } from '../driver.js';
-import { checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
+import type { BeginOptions, Driver, DriverConnection, ForwardStatement, RawResult, StatementLimits } from '../driver.js';
+import { NotForwarded, checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
 import { binaryRowsToText } from './mysql-binary-rows.js';
 import { MYSQL_MAX_PREPARED_STATEMENTS, executePrepared } from './mysql-execute.js';
 import type { PreparedStatement } from './mysql-execute.js';
 import { mysqlError, type MysqlError } from './mysql-error.js';
+import { MysqlForwarder, type ForwardedAnswer, type MysqlForwardPacket } from './mysql-forward.js';
 import { PreparedStatements } from './mysql-statements.js';
 import { bindParams } from './mysql-params.js';
 import type { BoundParam } from './mysql-params.js';
@@ -54,8 +56,8 @@ interface MysqlConn {
   destroy(): void;
   /** COM_RESET_CONNECTION; mysql2 also forgets its prepared statements. */
   reset(cb: (err: MysqlError | null) => void): void;
-  /** The socket (a net.Socket). */
-  stream?: { destroyed: boolean; bytesRead: number; once(event: 'close', listener: () => void): unknown; destroy(): void };
+  /** The socket (a net.Socket, or a TLS socket over it). */
+  stream?: Duplex & { destroyed: boolean; bytesRead: number };
 }
 
 interface ResultHeader {
@@ -73,6 +75,7 @@ const ER_UNKNOWN_STMT_HANDLER = 1243;
 const ER_UNSUPPORTED_PS = 1295;
 const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
 const ER_NEED_REPREPARE = 1615;
+const COM_QUERY = 0x03;
 
 type Settle = (err: unknown, res?: RawResult) => void;
 
@@ -90,6 +93,7 @@ class MysqlConnection implements DriverConnection {
   readonly #inflight = new Set<Settle>();
   /** What this connection prepared, and what the server would not prepare. */
   readonly #statements: PreparedStatements;
+  #forwarder: MysqlForwarder | undefined;
 
   constructor(seq: number, conn: MysqlConn, db: string, limits: StatementLimits) {
     this.seq = seq;
@@ -115,6 +119,147 @@ class MysqlConnection implements DriverConnection {
     this.#brokenListener = listener;
   }
 
+  /** Installs forwarding under mysql2's packet parser, once the session is up (see mysql-forward.ts). */
+  enableForwarding(): void {
+    const stream = this.#conn.stream;
+    if (stream === undefined) throw new Error('mysql2 has no socket');
+    this.#forwarder = new MysqlForwarder(stream, {
+      isBroken: () => this.broken,
+      setStatus: (inTransaction, autocommitOff) => {
+        this.#inTransaction = inTransaction;
+        this.#autocommitOff = autocommitOff;
+      },
+      abort: (err) => this.#abort(() => undefined, err),
+      track: (fail) => {
+        const settle: Settle = (err) => fail(err as BrokerError);
+        this.#inflight.add(settle);
+        return () => this.#inflight.delete(settle);
+      },
+    }, this.#db, this.#limits);
+  }
+
+  /**
+   * Runs statements the thread encoded (wire/mysql-wire.ts), pipelined. A COM_STMT_EXECUTE runs
+   * the connection's prepared statement for its text, prepared here first when needed (through
+   * mysql2, as for `query`). What cannot run as sent is refused with {@link NotForwarded}: the
+   * thread sends it again as a plain query, which takes the text path `query` takes.
+   */
+  forward(batch: readonly ForwardStatement[]): Promise<Uint8Array>[] {
+    const fwd = this.#forwarder;
+    if (fwd === undefined) return batch.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', 'forwarding is not enabled on this connection')));
+    if (this.broken) return batch.map(() => Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed')));
+    const unprepared = batch.filter((s) => s.msg[4] !== COM_QUERY && this.#statements.use(s.sql) === undefined && !this.#statements.isTextOnly(s.sql));
+    if (unprepared.length === 0) return this.#write(fwd, batch);
+    const done = this.#prepareAll(unprepared.map((s) => s.sql));
+    const out = batch.map(() => ({}) as { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void });
+    const answers = out.map((o) => new Promise<Uint8Array>((resolve, reject) => Object.assign(o, { resolve, reject })));
+    done.then(
+      () => this.#write(fwd, batch).forEach((p, i) => p.then(out[i].resolve, out[i].reject)),
+      (err: unknown) => out.forEach((o) => o.reject(err)),
+    );
+    return answers;
+  }
+
+  /** Writes the statements that can run as sent, in one write; the others get NotForwarded. */
+  #write(fwd: MysqlForwarder, batch: readonly ForwardStatement[]): Promise<Uint8Array>[] {
+    const out = new Array<Promise<Uint8Array>>(batch.length);
+    const packets: MysqlForwardPacket[] = [];
+    const at: number[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const { sql, msg, params } = batch[i];
+      let statementId: number | undefined;
+      if (msg[4] !== COM_QUERY) {
+        const stmt = this.#statements.isTextOnly(sql) ? undefined : this.#statements.use(sql) as (PreparedStatement & { id?: number }) | undefined;
+        // Unprepared here: the server would not prepare it, or the prepare failed (the text path
+        // tries again and gives its error). A count that differs: mysql2's text formatting leaves
+        // extra placeholders and ignores extra values; the text path keeps that.
+        if (stmt === undefined || typeof stmt.id !== 'number') {
+          out[i] = Promise.reject(new NotForwarded(this.#statements.isTextOnly(sql)));
+          continue;
+        }
+        if (stmt.parameters.length !== params) {
+          out[i] = Promise.reject(new NotForwarded(true));
+          continue;
+        }
+        statementId = stmt.id;
+      }
+      packets.push({ sql, msg, statementId });
+      at.push(i);
+    }
+    const answers = packets.length > 0 ? fwd.forward(packets) : [];
+    for (let k = 0; k < answers.length; k++) {
+      const { sql } = batch[at[k]];
+      out[at[k]] = answers[k].then((a) => this.#answer(sql, a));
+    }
+    return out;
+  }
+
+  /**
+   * The server's answer, unless it says the prepared statement is gone (1243) or must be
+   * prepared again after DDL (1615): nothing ran, so the thread sends it again as a plain query,
+   * which prepares it anew.
+   */
+  #answer(sql: string, a: ForwardedAnswer): Uint8Array {
+    if (a.errno === ER_UNKNOWN_STMT_HANDLER || a.errno === ER_NEED_REPREPARE) {
+      this.#statements.forget(sql);
+      throw new NotForwarded(false);
+    }
+    return a.bytes;
+  }
+
+  /**
+   * Prepares each text (through mysql2, one after another) within the statement deadline. A text
+   * the server refuses to prepare is left unprepared (and, for ER_UNSUPPORTED_PS, marked
+   * text-only); a lost session rejects.
+   */
+  #prepareAll(sqls: readonly string[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle: Settle = (err) => {
+        if (settled) return;
+        settled = true;
+        this.#inflight.delete(settle);
+        if (timer !== undefined) clearTimeout(timer);
+        if (err !== undefined) reject(err);
+        else resolve();
+      };
+      this.#inflight.add(settle);
+      const t = this.#limits.queryTimeoutMillis;
+      if (t > 0) timer = setTimeout(() => this.#abort(settle, Errors.queryTimeout(this.#db, t)), t);
+      const next = (i: number): void => {
+        if (settled) return;
+        if (i === sqls.length) {
+          settle(undefined);
+          return;
+        }
+        const sql = sqls[i];
+        if (this.#statements.use(sql) !== undefined) {
+          next(i + 1);
+          return;
+        }
+        this.#statements.makeRoom();
+        this.#conn.prepare({ sql, rowsAsArray: true }, (err, stmt) => {
+          if (settled) return;
+          if (err) {
+            const out = mysqlError(this.#db, err);
+            if (out.code === 'CONNECTION_LOST') {
+              this.#markBroken(new Error(out.message));
+              settle(out);
+              return;
+            }
+            if (err.errno === ER_UNSUPPORTED_PS) this.#statements.markTextOnly(sql);
+            else this.#statements.refused(sql, err);
+          } else {
+            this.#statements.add(sql, stmt!);
+          }
+          next(i + 1);
+        });
+      };
+      next(0);
+    });
+  }
+
   /**
    * Statements with parameters run through the binary protocol (prepared once per connection,
    * at most MYSQL_MAX_PREPARED_STATEMENTS kept), binding and reading values as the text protocol
@@ -122,8 +267,11 @@ class MysqlConnection implements DriverConnection {
    * binary protocol cannot carry alike, run as text.
    */
   query(sql: string, params: readonly unknown[] | undefined): Promise<RawResult> {
+    // A forwarded statement whose prepare the server just refused comes back as a plain query:
+    // go straight to text, as after a refusal here.
+    const refusal = this.#statements.takeRefusal(sql);
     const bound = params !== undefined && params.length > 0 && !this.#statements.isTextOnly(sql) ? bindParams(params) : undefined;
-    return this.#statement(sql, params, this.#limits.queryTimeoutMillis, bound);
+    return this.#statement(sql, params, this.#limits.queryTimeoutMillis, bound, refusal);
   }
 
   /**
@@ -137,7 +285,7 @@ class MysqlConnection implements DriverConnection {
    * statement the server will not prepare, or whose placeholders do not match the parameters,
    * runs as text instead, exactly as it did before. The deadline covers both steps.
    */
-  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number, bound?: BoundParam[]): Promise<RawResult> {
+  #statement(sql: string, params: readonly unknown[] | undefined, timeoutMillis: number, bound?: BoundParam[], refusal?: MysqlError): Promise<RawResult> {
     if (this.broken) return Promise.reject(Errors.connectionLost(this.#db, 'the connection is closed'));
     return new Promise<RawResult>((resolve, reject) => {
       let settled = false;
@@ -259,6 +407,7 @@ class MysqlConnection implements DriverConnection {
       try {
         const stmt = bound === undefined ? undefined : this.#statements.use(sql);
         if (bound === undefined) text();
+        else if (refusal !== undefined) asText(refusal);
         else if (stmt === undefined) prepare();
         else executeOrText(stmt);
       } catch (err) {
@@ -421,6 +570,9 @@ export class MysqlDriver implements Driver {
       // cache, one larger, never evicts one behind its back.
       maxPreparedStatements: MYSQL_MAX_PREPARED_STATEMENTS + 1,
       connectAttributes: { program_name: 'threadbroker' },
+      // No LOAD DATA LOCAL (a server could ask for any file of this process), and no query
+      // attributes (never sent): forwarded packets have one layout whatever the server supports.
+      flags: ['-LOCAL_FILES', '-CLIENT_QUERY_ATTRIBUTES'],
     };
     if (c.url !== undefined) {
       const u = new URL(c.url.replace(/^mariadb:/, 'mysql:'));
@@ -468,7 +620,18 @@ export class MysqlDriver implements Driver {
             return;
           }
           conn.removeListener('error', early);
-          resolve(new MysqlConnection(seq, conn, name, limitsOf(this.#config)));
+          const out = new MysqlConnection(seq, conn, name, limitsOf(this.#config));
+          // Only when threads forward: `forwardStatements: false` is the way around the socket takeover.
+          if (this.#config.forwardStatements) {
+            try {
+              out.enableForwarding();
+            } catch (e) {
+              conn.destroy();
+              reject(Errors.connectionLost(name, `cannot forward statements on this connection: ${(e as Error).message}`, e));
+              return;
+            }
+          }
+          resolve(out);
         });
       });
     });

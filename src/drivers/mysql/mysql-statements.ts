@@ -3,6 +3,7 @@
  * recently used first and bounded, and the texts the server would not prepare, which run as text.
  * @module
  */
+import type { MysqlError } from './mysql-error.js';
 import { MYSQL_MAX_PREPARED_STATEMENTS, type PreparedStatement } from './mysql-execute.js';
 
 /** Most statement texts a connection remembers as text-only. */
@@ -12,6 +13,8 @@ const TEXT_ONLY_LIMIT = 256;
 export class PreparedStatements {
   readonly #prepared = new Map<string, PreparedStatement>();
   readonly #textOnly = new Set<string>();
+  /** Refused prepares of forwarded statements, until the plain query that follows takes them. */
+  readonly #refusals = new Map<string, MysqlError>();
   readonly #close: (sql: string) => void;
 
   /** `close` closes a statement on the server and in mysql2's cache. */
@@ -52,6 +55,22 @@ export class PreparedStatements {
   /** True when `sql` runs as text: the server would not prepare it. */
   isTextOnly(sql: string): boolean {
     return this.#textOnly.has(sql);
+  }
+
+  /**
+   * Remembers the server's refusal to prepare a forwarded `sql`: the thread sends it again as a
+   * plain query, which then runs as text at once (see {@link takeRefusal}) instead of preparing again.
+   */
+  refused(sql: string, err: MysqlError): void {
+    if (this.#refusals.size >= TEXT_ONLY_LIMIT) this.#refusals.delete(this.#refusals.keys().next().value as string);
+    this.#refusals.set(sql, err);
+  }
+
+  /** The refusal {@link refused} recorded for `sql`, once. */
+  takeRefusal(sql: string): MysqlError | undefined {
+    const err = this.#refusals.get(sql);
+    if (err !== undefined) this.#refusals.delete(sql);
+    return err;
   }
 
   /** Remembers that `sql` runs as text, forgetting the oldest such text past the bound. */
