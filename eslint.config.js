@@ -1,7 +1,8 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-// Thread-side code (client/, mapper/) must never load main-only modules, and the reverse.
+// Thread-side code (client/, mapper/) and the protocol code both sides load (wire/) must never
+// load main-only modules; main-side and shared code must never load thread-side modules.
 const mainOnly = ['**/broker/**', '**/drivers/**', '**/pool/**', '**/wiring/**', '**/config/load-config*', '**/config/schema*'];
 const threadOnly = ['**/client/**', '**/mapper/**', '**/worker.js'];
 
@@ -16,11 +17,11 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/client/**/*.ts', 'src/mapper/**/*.ts', 'src/worker.ts'],
+    files: ['src/client/**/*.ts', 'src/mapper/**/*.ts', 'src/worker.ts', 'src/wire/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: mainOnly, message: 'thread-side code must not import main-only modules' }] }] },
   },
   {
-    files: ['src/drivers/**/*.ts', 'src/pool/**/*.ts', 'src/transport/**/*.ts', 'src/slots/**/*.ts'],
+    files: ['src/drivers/**/*.ts', 'src/pool/**/*.ts', 'src/transport/**/*.ts', 'src/slots/**/*.ts', 'src/wire/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [{ group: threadOnly, message: 'main-side and shared code must not import thread-side modules' }] }] },
   },
 );

@@ -12,6 +12,11 @@ import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
 import { WaiterQueue } from './waiter-queue.js';
 
+/** Weight of the newest answer in the pace of a forwarded statement text. */
+const PACE_WEIGHT = 0.2;
+/** Most statement texts whose pace the pool keeps (the oldest is forgotten). */
+const PACE_TEXTS = 1000;
+
 /** A forwarded statement waiting for a connection. */
 interface PipeStatement extends ForwardStatement {
   /** It cannot leave a transaction open, so it may share a pipeline with the ones behind it. */
@@ -22,6 +27,8 @@ interface PipeStatement extends ForwardStatement {
 
 interface Waiter {
   since: number;
+  /** When ACQUIRE_TIMEOUT falls due (performance.now() clock). */
+  deadline: number;
   resolve: (conn: DriverConnection) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout | undefined;
@@ -65,6 +72,12 @@ export class Pool {
   readonly #meta = new Map<DriverConnection, Meta>();
   // FIFO with a moving head: shift() on a long array is O(n).
   readonly #waiters = new WaiterQueue<Waiter>();
+  /**
+   * Recent time of a forwarded statement's answer, in ms, per statement text (an exponential
+   * moving average; at most PACE_TEXTS texts). A statement is pipelined only when, at the pace of
+   * the statements ahead of it, its turn on the connection comes before its acquire deadline.
+   */
+  readonly #paces = new Map<string, number>();
   /** Closes in progress (graceful ends), so close() can wait for them (no session outlives close). */
   readonly #ending = new Set<Promise<void>>();
   /** Connects in flight, so close() can wait for them and end what they open. */
@@ -145,6 +158,16 @@ export class Pool {
     const answers = conn.forward === undefined
       ? stmts.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`)))
       : conn.forward(stmts);
+    // The pace of each text: its answer's time since the answer before it (or since the write).
+    let last = performance.now();
+    for (let i = 0; i < stmts.length; i++) {
+      const observe = (): void => {
+        const now = performance.now();
+        this.#observePace(stmts[i].sql, now - last);
+        last = now;
+      };
+      answers[i].then(observe, observe);
+    }
     for (let i = 0; i < stmts.length; i++) stmts[i].settle(answers[i]);
     Promise.allSettled(answers).then(() => this.release(conn));
     return answers;
@@ -204,7 +227,8 @@ export class Pool {
       reject(Errors.queueFull(this.name, this.#config.queueLimit, this.stats()));
       return;
     }
-    const waiter: Waiter = { since: performance.now(), resolve, reject, timer: undefined, done: false, owner, pipe };
+    const since = performance.now();
+    const waiter: Waiter = { since, deadline: since + timeoutMillis, resolve, reject, timer: undefined, done: false, owner, pipe };
     const expire = (): void => {
       if (waiter.done) return;
       // Fix: Node fires timers on a millisecond clock and may run one up to 1 ms before `timeoutMillis`
@@ -305,16 +329,32 @@ export class Pool {
       const group = [waiter.pipe];
       const coming = this.#connecting + Math.max(0, this.#config.max - this.#idle.length - this.#busy.size - this.#connecting - this.#ending.size);
       const depth = Math.min(this.#config.pipelineDepth, this.#waiters.live + 1 - coming);
-      for (let next = this.#waiters.peek(); group.length < depth && next?.pipe?.shareable === true; next = this.#waiters.peek()) {
+      // And only while, at the recent pace of the statements ahead, each one's turn comes before its
+      // acquire deadline: behind slow (or new) texts the others wait in the queue, and time out
+      // there, as without pipelining.
+      let ahead = this.#paces.get(waiter.pipe.sql);
+      for (let next = this.#waiters.peek(); group.length < depth && next?.pipe?.shareable === true && ahead !== undefined && now + ahead <= next.deadline; next = this.#waiters.peek()) {
         this.#waiters.shift();
         this.waitTime.observe(now - next.since);
         group.push(next.pipe);
+        const pace = this.#paces.get(next.pipe.sql);
+        ahead = pace === undefined ? undefined : ahead + pace;
       }
       this.#runForward(conn, group);
       return;
     }
     this.#busy.delete(conn);
     this.#idle.push(conn);
+  }
+
+  #observePace(sql: string, millis: number): void {
+    const pace = this.#paces.get(sql);
+    if (pace !== undefined) {
+      this.#paces.set(sql, pace + PACE_WEIGHT * (millis - pace));
+      return;
+    }
+    if (this.#paces.size >= PACE_TEXTS) this.#paces.delete(this.#paces.keys().next().value as string);
+    this.#paces.set(sql, millis);
   }
 
   /** Opens connections for waiters, within the cap. */

@@ -12,8 +12,8 @@ import mysql from 'mysql2';
 import {
   NOT_FIXED_DEC, TYPE_DATE, TYPE_DATETIME, TYPE_DOUBLE, TYPE_FLOAT, TYPE_TIME, TYPE_TIMESTAMP,
   doubleAsText, floatAsText, readDateTimeAsText, readDateTimeString, realFixedAsText, timeAsText,
-} from '../drivers/mysql/mysql-binary-rows.js';
-import type { PacketReader } from '../drivers/mysql/mysql-binary-rows.js';
+} from './mysql-binary-rows.js';
+import type { PacketReader } from './mysql-binary-rows.js';
 
 /** A Buffer with Node's encoding-specific slicers (what `toString` calls, without its dispatch). */
 export interface Bytes extends Buffer {

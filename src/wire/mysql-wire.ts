@@ -12,8 +12,8 @@
  * @module
  */
 import { BrokerError } from '../errors.js';
-import { mysqlError } from '../drivers/mysql/mysql-error.js';
-import { bindParams, encodeExecute } from '../drivers/mysql/mysql-params.js';
+import { mysqlError } from './mysql-error.js';
+import { bindParams, encodeExecute } from './mysql-params.js';
 import { CHARSET_ENCODINGS, ERROR_NAMES, binaryCell, binarySize, decodeText, textCell } from './mysql-cells.js';
 import type { Bytes, Cell, Column } from './mysql-cells.js';
 

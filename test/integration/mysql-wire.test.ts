@@ -14,7 +14,7 @@ import { toResult } from '../../src/client/result.js';
 import type { DatabaseConfig } from '../../src/config/types.js';
 import type { DriverConnection } from '../../src/drivers/driver.js';
 import { MysqlDriver } from '../../src/drivers/mysql/mysql-driver.js';
-import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS } from '../../src/drivers/mysql/mysql-types.js';
+import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS } from '../../src/wire/mysql-types.js';
 import { BrokerError } from '../../src/errors.js';
 import { decodeAnswer, encodeExecuteRequest, encodeQuery } from '../../src/wire/mysql-wire.js';
 import type { DecodedMysqlResult } from '../../src/wire/mysql-wire.js';

@@ -88,17 +88,39 @@ function send(pool: Pool, sql: string, shareable = true): { sql: string; answer:
   return { sql, answer: pool.forward({ sql, msg: MSG }, undefined, shareable).then((b) => new TextDecoder().decode(b), (e: BrokerError) => e.code) };
 }
 
+/**
+ * A pool whose first connection is open and has answered each of `texts` once (so the pool knows
+ * their pace: fast), now busy with `head`; statements sent next wait for it.
+ */
+async function warmPool(texts: string[], over: Partial<DatabaseConfig> = {}): Promise<{ driver: ScriptedDriver; pool: Pool; conn: ScriptedConn; head: { sql: string; answer: Promise<string> } }> {
+  const driver = new ScriptedDriver();
+  const pool = new Pool(config(over), driver);
+  let conn: ScriptedConn | undefined;
+  for (const text of texts) {
+    const warm = send(pool, text);
+    if (conn === undefined) await driver.allowConnect();
+    conn = driver.conns[0];
+    conn.answerAll();
+    expect(await warm.answer).toBe(text);
+    await turn();
+  }
+  conn!.batches.splice(0);
+  const head = send(pool, 'head');
+  return { driver, pool, conn: conn!, head };
+}
+
 describe('Pool: pipelining of forwarded statements', () => {
   it('a connection coming back takes the shareable statements queued behind the head, in order, at most 8 at once', async () => {
-    const driver = new ScriptedDriver();
-    const pool = new Pool(config(), driver);
-    const sent = Array.from({ length: 11 }, (_, i) => send(pool, `s${i}`));
-    await driver.allowConnect();
-    const conn = driver.conns[0];
-    expect(conn.batches).toEqual([sent.slice(0, 8).map((s) => s.sql)]);
+    const texts = Array.from({ length: 11 }, (_, i) => `s${i}`);
+    const { pool, conn, head } = await warmPool(texts);
+    const sent = texts.map((t) => send(pool, t));
+    conn.answerAll();
+    expect(await head.answer).toBe('head');
+    await turn();
+    expect(conn.batches.slice(1)).toEqual([sent.slice(0, 8).map((s) => s.sql)]);
     conn.answerAll();
     await turn();
-    expect(conn.batches[1]).toEqual(['s8', 's9', 's10']);
+    expect(conn.batches[2]).toEqual(['s8', 's9', 's10']);
     conn.answerAll();
     expect(await Promise.all(sent.map((s) => s.answer))).toEqual(sent.map((s) => s.sql));
     await turn();
@@ -107,31 +129,28 @@ describe('Pool: pipelining of forwarded statements', () => {
   });
 
   it('a statement that may open a transaction runs alone, and ends the group before it', async () => {
-    const driver = new ScriptedDriver();
-    const pool = new Pool(config(), driver);
+    const { pool, conn } = await warmPool(['a', 'b', 'begin', 'c', 'd']);
     const sent = [send(pool, 'a'), send(pool, 'b'), send(pool, 'begin', false), send(pool, 'c'), send(pool, 'd')];
-    await driver.allowConnect();
-    const conn = driver.conns[0];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       conn.answerAll();
       await turn();
     }
-    expect(conn.batches).toEqual([['a', 'b'], ['begin'], ['c', 'd']]);
+    expect(conn.batches.slice(1)).toEqual([['a', 'b'], ['begin'], ['c', 'd']]);
     expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['a', 'b', 'begin', 'c', 'd']);
     await pool.close();
   });
 
   it('only statements that would wait for a release are pipelined; connections being opened serve the others', async () => {
-    const driver = new ScriptedDriver();
-    const pool = new Pool(config({ max: 3 }), driver);
+    const { driver, pool, conn } = await warmPool(['a', 'b', 'c', 'd'], { max: 3 });
     const sent = [send(pool, 'a'), send(pool, 'b'), send(pool, 'c'), send(pool, 'd')];
-    await driver.allowConnect();
-    // Four statements, three connections (two still being opened): one must wait for a release,
+    conn.answerAll();
+    await turn();
+    // Four statements, three connections (two still being opened): two must wait for a release,
     // so the first connection back takes one statement along, not more.
-    expect(driver.conns[0].batches).toEqual([['a', 'b']]);
+    expect(conn.batches.slice(1)).toEqual([['a', 'b']]);
     await driver.allowConnect();
     await driver.allowConnect();
-    expect(driver.conns.map((c) => c.batches)).toEqual([[['a', 'b']], [['c']], [['d']]]);
+    expect(driver.conns.map((c) => c.batches.slice(c === conn ? 1 : 0))).toEqual([[['a', 'b']], [['c']], [['d']]]);
     for (const c of driver.conns) c.answerAll();
     expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['a', 'b', 'c', 'd']);
     await pool.close();
@@ -139,19 +158,57 @@ describe('Pool: pipelining of forwarded statements', () => {
 
   it('pipelineDepth bounds a group; 1 turns sharing off', async () => {
     for (const pipelineDepth of [3, 1]) {
-      const driver = new ScriptedDriver();
-      const pool = new Pool(config({ pipelineDepth }), driver);
+      const { pool, conn } = await warmPool(['s0', 's1', 's2', 's3'], { pipelineDepth });
       const sent = Array.from({ length: 4 }, (_, i) => send(pool, `s${i}`));
-      await driver.allowConnect();
-      const conn = driver.conns[0];
-      for (let i = 0; i < 4; i++) {
+      for (let i = 0; i < 5; i++) {
         conn.answerAll();
         await turn();
       }
-      expect(conn.batches).toEqual(pipelineDepth === 3 ? [['s0', 's1', 's2'], ['s3']] : [['s0'], ['s1'], ['s2'], ['s3']]);
+      expect(conn.batches.slice(1)).toEqual(pipelineDepth === 3 ? [['s0', 's1', 's2'], ['s3']] : [['s0'], ['s1'], ['s2'], ['s3']]);
       expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['s0', 's1', 's2', 's3']);
       await pool.close();
     }
+  });
+
+  it('a text never answered before is not pipelined, nor anything behind it: its pace is unknown', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config(), driver);
+    const sent = Array.from({ length: 4 }, (_, i) => send(pool, `s${i}`));
+    await driver.allowConnect();
+    const conn = driver.conns[0];
+    for (let i = 0; i < 4; i++) {
+      conn.answerAll();
+      await turn();
+    }
+    expect(conn.batches).toEqual([['s0'], ['s1'], ['s2'], ['s3']]);
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['s0', 's1', 's2', 's3']);
+    await pool.close();
+  });
+
+  it('behind a slow text, a statement whose turn would come after its acquire deadline stays queued and times out there', async () => {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config({ acquireTimeoutMillis: 900 }), driver);
+    // 'slow' was answered in ≥ 600 ms: a statement two places behind the first 'slow' of a group
+    // would start after its 900 ms deadline, one place behind it before.
+    const warm = send(pool, 'slow');
+    await driver.allowConnect();
+    const conn = driver.conns[0];
+    await new Promise((r) => setTimeout(r, 600));
+    conn.answerAll();
+    await warm.answer;
+    await turn();
+    const head = send(pool, 'head');
+    const sent = [send(pool, 'slow'), send(pool, 'slow'), send(pool, 'slow')];
+    conn.answerAll();
+    expect(await head.answer).toBe('head');
+    await turn();
+    expect(conn.batches.slice(2)).toEqual([['slow', 'slow']]);
+    const waited = performance.now();
+    expect(await sent[2].answer).toBe('ACQUIRE_TIMEOUT');
+    expect(performance.now() - waited).toBeGreaterThan(100);
+    conn.answerAll();
+    expect(await Promise.all(sent.slice(0, 2).map((s) => s.answer))).toEqual(['slow', 'slow']);
+    await pool.close();
   });
 
   it('an idle connection runs a statement alone', async () => {

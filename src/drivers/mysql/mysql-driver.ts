@@ -8,15 +8,15 @@ import type { DatabaseConfig } from '../../config/types.js';
 import { BrokerError, Errors } from '../../errors.js';
 import type { BeginOptions, Driver, DriverConnection, ForwardStatement, RawResult, StatementLimits } from '../driver.js';
 import { NotForwarded, checkBeginOptions, internalDeadline, limitsOf } from '../driver.js';
-import { binaryRowsToText } from './mysql-binary-rows.js';
+import { binaryRowsToText } from '../../wire/mysql-binary-rows.js';
 import { MYSQL_MAX_PREPARED_STATEMENTS, executePrepared } from './mysql-execute.js';
 import type { PreparedStatement } from './mysql-execute.js';
-import { mysqlError, type MysqlError } from './mysql-error.js';
+import { mysqlError, type MysqlError } from '../../wire/mysql-error.js';
 import { MysqlForwarder, type ForwardedAnswer, type MysqlForwardPacket } from './mysql-forward.js';
 import { PreparedStatements } from './mysql-statements.js';
-import { bindParams } from './mysql-params.js';
-import type { BoundParam } from './mysql-params.js';
-import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from './mysql-types.js';
+import { bindParams } from '../../wire/mysql-params.js';
+import type { BoundParam } from '../../wire/mysql-params.js';
+import { MYSQL_SESSION_SQL, MYSQL_TYPE_OPTIONS, normalizeRows } from '../../wire/mysql-types.js';
 
 /** The structural subset of a mysql2 streaming query (a query without a callback) we use. */
 interface MysqlQuery {

@@ -11,10 +11,10 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import mysql from 'mysql2';
-import { TYPE_DATE, TYPE_DATETIME, TYPE_TIMESTAMP, readDateTimeAsText, readDateTimeString } from './mysql-binary-rows.js';
-import type { ColumnDef, PacketReader } from './mysql-binary-rows.js';
-import { encodeExecute, toMysql2 } from './mysql-params.js';
-import type { BoundParam } from './mysql-params.js';
+import { TYPE_DATE, TYPE_DATETIME, TYPE_TIMESTAMP, readDateTimeAsText, readDateTimeString } from '../../wire/mysql-binary-rows.js';
+import type { ColumnDef, PacketReader } from '../../wire/mysql-binary-rows.js';
+import { encodeExecute, toMysql2 } from '../../wire/mysql-params.js';
+import type { BoundParam } from '../../wire/mysql-params.js';
 
 /** Most prepared statements one connection keeps on the server (the oldest is closed). */
 export const MYSQL_MAX_PREPARED_STATEMENTS = 64;

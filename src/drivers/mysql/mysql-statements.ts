@@ -3,7 +3,7 @@
  * recently used first and bounded, and the texts the server would not prepare, which run as text.
  * @module
  */
-import type { MysqlError } from './mysql-error.js';
+import type { MysqlError } from '../../wire/mysql-error.js';
 import { MYSQL_MAX_PREPARED_STATEMENTS, type PreparedStatement } from './mysql-execute.js';
 
 /** Most statement texts a connection remembers as text-only. */

@@ -3,8 +3,8 @@
  * `DATABASE_ERROR` with their errno, SQLSTATE and the violated constraint's name.
  * @module
  */
-import { BrokerError } from '../../errors.js';
-import { isFatalSqlState } from '../driver.js';
+import { BrokerError } from '../errors.js';
+import { isFatalSqlState } from './sql-state.js';
 
 /** The structural subset of a mysql2 error we read. */
 export interface MysqlError {
