@@ -12,7 +12,7 @@ import { deserializeError } from '../transport/serialize-error.js';
 
 /** The port surface the client needs (a MessagePort or a local endpoint). */
 export interface ClientEndpoint {
-  postMessage(value: unknown): void;
+  postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void;
   on(event: 'message', listener: (value: unknown) => void): unknown;
   on(event: 'close', listener: () => void): unknown;
   close(): void;
@@ -32,6 +32,20 @@ export type Outgoing = Request extends infer R ? (R extends { id: number } ? Omi
 
 /** How long a thread waits for the broker's answer to hello. */
 export const HELLO_TIMEOUT_MILLIS = 10_000;
+
+/**
+ * The buffers of forwarded statements' messages, moved to the broker rather than copied (the
+ * thread encoded them for this request alone). Only a buffer the message owns whole.
+ */
+function transferables(requests: readonly Request[]): ArrayBuffer[] | undefined {
+  let out: ArrayBuffer[] | undefined;
+  for (const r of requests) {
+    if (r.t !== 'fq') continue;
+    const m = r.m;
+    if (m.byteOffset === 0 && m.buffer instanceof ArrayBuffer && m.byteLength === m.buffer.byteLength && m.byteLength > 0) (out ??= []).push(m.buffer);
+  }
+  return out;
+}
 
 /** A connected client endpoint. */
 export class PortClient {
@@ -143,7 +157,7 @@ export class PortClient {
     this.#outbox = undefined;
     if (out === undefined) return;
     try {
-      this.#endpoint.postMessage(out.length === 1 ? out[0] : out);
+      this.#endpoint.postMessage(out.length === 1 ? out[0] : out, transferables(out));
     } catch (err) {
       if (out.length === 1) {
         this.#refuse(out[0], err);
@@ -153,7 +167,7 @@ export class PortClient {
       // batched with it in the same turn. Send them one by one; only the bad ones fail.
       for (const r of out) {
         try {
-          this.#endpoint.postMessage(r);
+          this.#endpoint.postMessage(r, transferables([r]));
         } catch (e) {
           this.#refuse(r, e);
         }

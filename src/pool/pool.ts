@@ -39,6 +39,14 @@ interface Waiter {
   pipe?: PipeStatement | undefined;
 }
 
+/** A shareable forwarded statement held for {@link Pool.forward}'s spreading. */
+interface Arrival {
+  pipe: PipeStatement;
+  owner: object | undefined;
+  deadline: number;
+  reject: (err: Error) => void;
+}
+
 interface Meta {
   created: number;
   /** When the current checkout began (performance.now()). */
@@ -78,6 +86,12 @@ export class Pool {
    * the statements ahead of it, its turn on the connection comes before its acquire deadline.
    */
   readonly #paces = new Map<string, number>();
+  /**
+   * Shareable forwarded statements that found an idle connection in a full pool, held until the
+   * current run of JavaScript ends (the rest of the thread's batch arrives in it) and then spread
+   * over the idle connections: one socket write per connection rather than one per statement.
+   */
+  #arrivals: Arrival[] = [];
   /** Closes in progress (graceful ends), so close() can wait for them (no session outlives close). */
   readonly #ending = new Set<Promise<void>>();
   /** Connects in flight, so close() can wait for them and end what they open. */
@@ -145,12 +159,67 @@ export class Pool {
    */
   forward(stmt: ForwardStatement, owner?: object, shareable = false): Promise<Uint8Array> {
     const { sql, msg, params } = stmt;
+    if (shareable && (this.#arrivals.length > 0 || this.#spreadable())) {
+      return new Promise<Uint8Array>((resolve, reject) => {
+        const pipe: PipeStatement = { sql, msg, params, shareable, settle: (p) => p.then(resolve, reject) };
+        if (this.#arrivals.length === 0) queueMicrotask(() => this.#spread());
+        this.#arrivals.push({ pipe, owner, deadline: performance.now() + this.#config.acquireTimeoutMillis, reject });
+      });
+    }
     const conn = this.#takeIdle();
     if (conn !== undefined) return this.#runForward(conn, [{ sql, msg, params, shareable, settle: () => undefined }])[0];
     return new Promise<Uint8Array>((resolve, reject) => {
       const pipe: PipeStatement = { sql, msg, params, shareable, settle: (p) => p.then(resolve, reject) };
       this.#enqueue(this.#config.acquireTimeoutMillis, owner, (c) => this.#runForward(c, [pipe]), reject, pipe);
     });
+  }
+
+  /**
+   * Whether a shareable statement arriving now should wait for the end of the current run of
+   * JavaScript to be spread with the others arriving in it: only when an idle connection would
+   * take it, nobody waits, and every connection the pool may have is open (while connections can
+   * still be opened, they serve a burst better than a pipeline).
+   */
+  #spreadable(): boolean {
+    return (
+      this.#config.pipelineDepth > 1 &&
+      this.#idle.length > 0 &&
+      this.#waiters.live === 0 &&
+      !this.#closed &&
+      this.#idle.length + this.#busy.size + this.#connecting + this.#ending.size >= this.#config.max
+    );
+  }
+
+  /**
+   * Spreads the statements that arrived in one run of JavaScript over the idle connections, in
+   * arrival order: each connection takes an equal share (at most `pipelineDepth`), in one socket
+   * write. As for waiters, a statement joins only when, at the recent pace of the texts ahead of
+   * it, its turn comes before its acquire deadline; what no idle connection takes waits in the
+   * queue as any statement does.
+   */
+  #spread(): void {
+    const list = this.#arrivals;
+    this.#arrivals = [];
+    let i = 0;
+    while (i < list.length) {
+      const idle = this.#idle.length;
+      const conn = this.#takeIdle();
+      if (conn === undefined) break;
+      const share = Math.min(this.#config.pipelineDepth, Math.ceil((list.length - i) / idle));
+      const now = performance.now();
+      const group = [list[i].pipe];
+      let ahead = this.#paces.get(list[i].pipe.sql);
+      for (i++; group.length < share && i < list.length && ahead !== undefined && now + ahead <= list[i].deadline; i++) {
+        group.push(list[i].pipe);
+        const pace = this.#paces.get(list[i].pipe.sql);
+        ahead = pace === undefined ? undefined : ahead + pace;
+      }
+      this.#runForward(conn, group);
+    }
+    for (; i < list.length; i++) {
+      const { pipe, owner, reject } = list[i];
+      this.#enqueue(this.#config.acquireTimeoutMillis, owner, (c) => this.#runForward(c, [pipe]), reject, pipe);
+    }
   }
 
   /** Runs statements pipelined on `conn`, hands each its answer, and releases `conn` once all are in. */

@@ -1,17 +1,18 @@
 /**
  * The broker's end of one thread's port: the hello handshake, one reply per request, and
- * reply batching. The first reply of an event-loop turn is posted at once (no added latency
- * when idle); replies completed later in the same turn are coalesced into one message, which
- * is where the hop's capacity doubles under backlog.
+ * reply batching. Replies completed in the same run of JavaScript (the answers one socket read
+ * carried) go as one message at the end of it, with no added latency when idle; replies
+ * completed later in the same event-loop turn are coalesced into one more message. Forwarded
+ * answers travel by transfer, not by copy.
  * @module
  */
 import { Errors } from '../errors.js';
-import { PROTOCOL_VERSION, type HelloMessage, type ReadyMessage, type Reply, type Request } from './protocol.js';
+import { PROTOCOL_VERSION, type HelloMessage, type OkReply, type ReadyMessage, type Reply, type Request } from './protocol.js';
 import { serializeError } from './serialize-error.js';
 
 /** The minimal surface of a MessagePort the server needs. */
 export interface Endpoint {
-  postMessage(value: unknown): void;
+  postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void;
   on(event: 'message', listener: (value: unknown) => void): unknown;
   on(event: 'close', listener: () => void): unknown;
   close(): void;
@@ -37,7 +38,10 @@ export class Peer {
   /** Set once the port closed; replies are then dropped. */
   closed = false;
   readonly #endpoint: Endpoint;
-  #batch: Reply[] | undefined;
+  /** Replies waiting for the flush at the end of the current run of JavaScript. */
+  #batch: Reply[] = [];
+  /** Set while a flush is scheduled; 'turn' once this turn's first flush went out. */
+  #flushing: 'microtask' | 'turn' | undefined;
 
   constructor(endpoint: Endpoint) {
     this.#endpoint = endpoint;
@@ -47,13 +51,19 @@ export class Peer {
   reply(r: Reply): void {
     this.pending--;
     if (this.closed) return;
-    if (this.#batch !== undefined) {
-      this.#batch.push(r);
-      return;
-    }
-    this.#post(r);
-    this.#batch = [];
-    setImmediate(() => this.#flush());
+    this.#batch.push(r);
+    if (this.#flushing !== undefined) return;
+    // The first flush of a turn waits only for the current run of JavaScript (every answer one
+    // socket read resolved); later replies of the turn go together once it ends.
+    this.#flushing = 'microtask';
+    queueMicrotask(() => {
+      this.#flush();
+      this.#flushing = 'turn';
+      setImmediate(() => {
+        this.#flushing = undefined;
+        this.#flush();
+      });
+    });
   }
 
   /** Replies with an error. */
@@ -63,25 +73,25 @@ export class Peer {
 
   #flush(): void {
     const batch = this.#batch;
-    this.#batch = undefined;
-    if (batch === undefined || batch.length === 0 || this.closed) return;
-    this.#post(batch.length === 1 ? batch[0] : batch);
+    if (batch.length === 0 || this.closed) return;
+    this.#batch = [];
+    this.#post(batch.length === 1 ? batch[0] : batch, batch);
   }
 
-  #post(value: unknown): void {
+  #post(value: unknown, replies: readonly Reply[]): void {
     try {
-      this.#endpoint.postMessage(value);
+      this.#endpoint.postMessage(value, transferables(replies));
     } catch (err) {
       // A value that cannot be cloned (rare driver types) must still answer its request.
-      if (!Array.isArray(value)) {
-        this.#refuse(value as Reply, err);
+      if (replies.length === 1) {
+        this.#refuse(replies[0], err);
         return;
       }
       // Fix: one reply that cannot be cloned failed every reply batched with it. Send them one
       // by one; only the bad ones become errors.
-      for (const r of value as Reply[]) {
+      for (const r of replies) {
         try {
-          this.#endpoint.postMessage(r);
+          this.#endpoint.postMessage(r, transferables([r]));
         } catch (e) {
           this.#refuse(r, e);
         }
@@ -106,6 +116,20 @@ export class Peer {
       /* already closed */
     }
   }
+}
+
+/**
+ * The buffers of forwarded answers, moved to the thread rather than copied (the broker never
+ * reads an answer after replying). Only a buffer the answer owns whole: transferring a view
+ * would detach whatever else shares its buffer.
+ */
+function transferables(replies: readonly Reply[]): ArrayBuffer[] | undefined {
+  let out: ArrayBuffer[] | undefined;
+  for (const r of replies) {
+    const w = (r as OkReply).w;
+    if (w !== undefined && w.byteOffset === 0 && w.buffer instanceof ArrayBuffer && w.byteLength === w.buffer.byteLength && w.byteLength > 0) (out ??= []).push(w.buffer);
+  }
+  return out;
 }
 
 /**

@@ -98,6 +98,8 @@ async function warmPool(texts: string[], over: Partial<DatabaseConfig> = {}): Pr
   let conn: ScriptedConn | undefined;
   for (const text of texts) {
     const warm = send(pool, text);
+    // An idle connection of a full pool takes a shareable statement at the end of the run of JavaScript.
+    await Promise.resolve();
     if (conn === undefined) await driver.allowConnect();
     conn = driver.conns[0];
     conn.answerAll();
@@ -106,6 +108,7 @@ async function warmPool(texts: string[], over: Partial<DatabaseConfig> = {}): Pr
   }
   conn!.batches.splice(0);
   const head = send(pool, 'head');
+  await Promise.resolve();
   return { driver, pool, conn: conn!, head };
 }
 
@@ -198,6 +201,7 @@ describe('Pool: pipelining of forwarded statements', () => {
     await warm.answer;
     await turn();
     const head = send(pool, 'head');
+    await Promise.resolve();
     const sent = [send(pool, 'slow'), send(pool, 'slow'), send(pool, 'slow')];
     conn.answerAll();
     expect(await head.answer).toBe('head');
@@ -224,6 +228,88 @@ describe('Pool: pipelining of forwarded statements', () => {
     driver.conns[0].answerAll();
     expect(await a.answer).toBe('a');
     await pool.close();
+  });
+
+  /** A full pool of two connections, both idle, that has answered each of `texts` (their pace is known). */
+  async function twoIdle(texts: string[]): Promise<{ driver: ScriptedDriver; pool: Pool }> {
+    const driver = new ScriptedDriver();
+    const pool = new Pool(config({ max: 2 }), driver);
+    const warm = [send(pool, 'open-1'), send(pool, 'open-2')];
+    await driver.allowConnect();
+    await driver.allowConnect();
+    for (const c of driver.conns) c.answerAll();
+    await Promise.all(warm.map((w) => w.answer));
+    await turn();
+    for (const text of texts) {
+      const w = send(pool, text);
+      await Promise.resolve();
+      for (const c of driver.conns) c.answerAll();
+      await w.answer;
+      await turn();
+    }
+    for (const c of driver.conns) c.batches.splice(0);
+    expect(pool.stats()).toMatchObject({ open: 2, idle: 2, waiting: 0 });
+    return { driver, pool };
+  }
+
+  it('statements arriving together at a full pool are spread over its idle connections, an equal share each, in arrival order', async () => {
+    const texts = ['s0', 's1', 's2', 's3', 's4'];
+    const { driver, pool } = await twoIdle(texts);
+    const sent = texts.map((t) => send(pool, t));
+    // Held until the end of the current run of JavaScript, then one write per connection.
+    expect(driver.conns.map((c) => c.batches.length)).toEqual([0, 0]);
+    await Promise.resolve();
+    const batches = driver.conns.flatMap((c) => c.batches).sort((a, b) => a[0].localeCompare(b[0]));
+    expect(batches).toEqual([['s0', 's1', 's2'], ['s3', 's4']]);
+    for (const c of driver.conns) c.answerAll();
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(texts);
+    await turn();
+    expect(pool.stats()).toMatchObject({ busy: 0, idle: 2, waiting: 0 });
+    await pool.close();
+  });
+
+  it('arriving together, a text of unknown pace is not spread: what the idle connections do not take waits in the queue', async () => {
+    const { driver, pool } = await twoIdle(['known']);
+    const sent = [send(pool, 'new'), send(pool, 'known'), send(pool, 'known')];
+    await Promise.resolve();
+    // 'new' runs alone (its pace is unknown); 'known' takes the other connection with the second 'known' behind it.
+    const batches = driver.conns.flatMap((c) => c.batches).sort((a, b) => b.length - a.length);
+    expect(batches).toEqual([['known', 'known'], ['new']]);
+    expect(pool.stats().waiting).toBe(0);
+    for (const c of driver.conns) c.answerAll();
+    expect(await Promise.all(sent.map((s) => s.answer))).toEqual(['new', 'known', 'known']);
+    // Unknown pace at the head of a share: each takes a connection of its own, the rest queue.
+    const unknown = [send(pool, 'u1'), send(pool, 'u2'), send(pool, 'u3')];
+    await Promise.resolve();
+    expect(driver.conns.flatMap((c) => c.batches.slice(1)).sort()).toEqual([['u1'], ['u2']]);
+    expect(pool.stats().waiting).toBe(1);
+    for (let k = 0; k < 2; k++) {
+      for (const c of driver.conns) c.answerAll();
+      await turn();
+    }
+    expect(await Promise.all(unknown.map((s) => s.answer))).toEqual(['u1', 'u2', 'u3']);
+    await pool.close();
+  });
+
+  it('statements that may open a transaction, and pools that can still open connections, are never held for spreading', async () => {
+    const { driver, pool } = await twoIdle(['s']);
+    const alone = send(pool, 'begin', false);
+    expect(driver.conns.flatMap((c) => c.batches)).toEqual([['begin']]);
+    for (const c of driver.conns) c.answerAll();
+    expect(await alone.answer).toBe('begin');
+    await pool.close();
+    const fresh = new ScriptedDriver();
+    const growing = new Pool(config({ max: 3 }), fresh);
+    const first = send(growing, 'warm');
+    await fresh.allowConnect();
+    fresh.conns[0].answerAll();
+    await first.answer;
+    await turn();
+    send(growing, 'warm');
+    // Room for two more connections: the idle one takes the statement at once.
+    expect(fresh.conns[0].batches.at(-1)).toEqual(['warm']);
+    fresh.conns[0].answerAll();
+    await growing.close();
   });
 
   it('each waiting statement keeps its own deadline and counts against queueLimit', async () => {
