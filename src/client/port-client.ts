@@ -6,7 +6,7 @@
  */
 import { threadId } from 'node:worker_threads';
 import { BrokerError, Errors } from '../errors.js';
-import { PROTOCOL_VERSION, type EnvData, type OkReply, type ReadyMessage, type Reply, type Request } from '../transport/protocol.js';
+import { PROTOCOL_VERSION, TRANSFER_MIN_BYTES, type EnvData, type OkReply, type ReadyMessage, type Reply, type Request } from '../transport/protocol.js';
 import { requestBytes } from '../transport/request-size.js';
 import { deserializeError } from '../transport/serialize-error.js';
 
@@ -35,14 +35,14 @@ export const HELLO_TIMEOUT_MILLIS = 10_000;
 
 /**
  * The buffers of forwarded statements' messages, moved to the broker rather than copied (the
- * thread encoded them for this request alone). Only a buffer the message owns whole.
+ * thread encoded them for this request alone), from TRANSFER_MIN_BYTES up. Only a buffer the message owns whole.
  */
 function transferables(requests: readonly Request[]): ArrayBuffer[] | undefined {
   let out: ArrayBuffer[] | undefined;
   for (const r of requests) {
     if (r.t !== 'fq') continue;
     const m = r.m;
-    if (m.byteOffset === 0 && m.buffer instanceof ArrayBuffer && m.byteLength === m.buffer.byteLength && m.byteLength > 0) (out ??= []).push(m.buffer);
+    if (m.byteLength >= TRANSFER_MIN_BYTES && m.byteOffset === 0 && m.buffer instanceof ArrayBuffer && m.byteLength === m.buffer.byteLength) (out ??= []).push(m.buffer);
   }
   return out;
 }

@@ -7,7 +7,7 @@
  * @module
  */
 import { Errors } from '../errors.js';
-import { PROTOCOL_VERSION, type HelloMessage, type OkReply, type ReadyMessage, type Reply, type Request } from './protocol.js';
+import { PROTOCOL_VERSION, TRANSFER_MIN_BYTES, type HelloMessage, type OkReply, type ReadyMessage, type Reply, type Request } from './protocol.js';
 import { serializeError } from './serialize-error.js';
 
 /** The minimal surface of a MessagePort the server needs. */
@@ -120,14 +120,14 @@ export class Peer {
 
 /**
  * The buffers of forwarded answers, moved to the thread rather than copied (the broker never
- * reads an answer after replying). Only a buffer the answer owns whole: transferring a view
+ * reads an answer after replying), from TRANSFER_MIN_BYTES up. Only a buffer the answer owns whole: transferring a view
  * would detach whatever else shares its buffer.
  */
 function transferables(replies: readonly Reply[]): ArrayBuffer[] | undefined {
   let out: ArrayBuffer[] | undefined;
   for (const r of replies) {
     const w = (r as OkReply).w;
-    if (w !== undefined && w.byteOffset === 0 && w.buffer instanceof ArrayBuffer && w.byteLength === w.buffer.byteLength && w.byteLength > 0) (out ??= []).push(w.buffer);
+    if (w !== undefined && w.byteLength >= TRANSFER_MIN_BYTES && w.byteOffset === 0 && w.buffer instanceof ArrayBuffer && w.byteLength === w.buffer.byteLength) (out ??= []).push(w.buffer);
   }
   return out;
 }

@@ -13,6 +13,13 @@ export const PROTOCOL_VERSION = 1;
 /** Key under which the wiring travels in `workerData`, and the tag of a hello on `parentPort`. */
 export const WIRE_KEY = 'threadbroker:wiring';
 
+/**
+ * Smallest forwarded message or answer whose buffer is transferred rather than copied. Below it a
+ * copy costs no more than a transfer, and V8 keeps small typed arrays on its heap: reaching their
+ * `buffer` to transfer it would first move them out.
+ */
+export const TRANSFER_MIN_BYTES = 1024;
+
 /** Key of the process-wide environment data (`worker_threads.setEnvironmentData`). */
 export const ENV_KEY = 'threadbroker:env';
 

@@ -33,5 +33,28 @@ for (const kind of KINDS) {
       expect((err as BrokerError).sqlState).toBe('42' + (kind === 'pg' ? 'P01' : 'S02'));
       expect((err as BrokerError).stack).toContain('query.test.ts');
     });
+
+    it('a failed statement carries the stack of the functions awaiting it, forwarded or not', async () => {
+      const plain = await Broker.start(configFor(kind, { forwardStatements: false }));
+      try {
+        for (const db of [broker.connect(), plain.connect()]) {
+          async function innerCaller(): Promise<unknown> {
+            return db.query('db', 'select * from no_such_table_y');
+          }
+          async function outerCaller(): Promise<unknown> {
+            return await innerCaller();
+          }
+          const err = (await outerCaller().catch((e: unknown) => e)) as BrokerError;
+          expect(err.code).toBe('DATABASE_ERROR');
+          expect(err.stack).toMatch(/^BrokerError: /);
+          expect(err.stack).toContain(err.message);
+          expect(err.stack).toMatch(/at (async )?outerCaller \(.*query\.test\.ts/);
+          // The port's message handler is not the caller.
+          expect(err.stack).not.toMatch(/port-client|onMessage/);
+        }
+      } finally {
+        await plain.close();
+      }
+    });
   });
 }

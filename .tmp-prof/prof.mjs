@@ -1,0 +1,13 @@
+import { Broker } from 'threadbroker';
+import { Piscina } from 'piscina';
+const mode = process.argv[2];
+const url = 'postgres://postgres@127.0.0.1:5432/test';
+const broker = await Broker.start({ databases: { db: { driver: 'pg', url, max: 8 } } });
+const opts = { filename: new URL('./task.mjs', import.meta.url).href, minThreads: 2, maxThreads: 2, concurrentTasksPerWorker: 1, atomics: 'async' };
+const pool = mode === 'brokered' ? broker.piscina(opts) : new Piscina(opts);
+await Promise.all([0, 1].map(() => pool.run({ mode, ms: 500, callers: 32, url })));
+const t0 = process.cpuUsage(); const s = Date.now();
+const counts = await Promise.all([0, 1].map(() => pool.run({ mode, ms: 5000, callers: 32, url })));
+const c = process.cpuUsage(t0); const total = counts.reduce((a, b) => a + b);
+console.log(mode, total / ((Date.now() - s) / 1000) | 0, 'q/s', ((c.user + c.system) / total).toFixed(1), 'µs cpu/q');
+await pool.destroy(); await broker.close();
