@@ -12,6 +12,7 @@ import { Reservation, type BeginOptions } from './reservation.js';
 import { toResult, type QueryResult } from './result.js';
 import { modelOf } from '../mapper/mapper-context.js';
 import { Forwarding } from './forwarding.js';
+import { NO_SITE, atCaller } from './call-site.js';
 import type { Model } from '../mapper/model.js';
 
 /** Options of `reserve`. Lease defaults come from `reservations` in the config. */
@@ -52,20 +53,6 @@ function checkMillis(name: string, v: unknown): number {
 
 function isRetryable(err: unknown): boolean {
   return err instanceof BrokerError && (err.sqlState === '40001' || err.sqlState === '40P01' || err.errno === 1213);
-}
-
-/** No call site taken up front: see {@link atCaller}. */
-const NO_SITE: { stack?: string } = Object.freeze({});
-
-/**
- * Gives a failed statement's error the caller's stack, taken when it fails rather than at every
- * call (as `pg` does). It runs as a reaction of the promise the caller awaits, so V8's async stack
- * traces name the caller's awaiting functions (`at async handler (app.js:12:5)`); a caller that
- * chains with `.then` instead gets the frames of the functions awaiting that chain.
- */
-function atCaller(err: unknown): never {
-  if (err instanceof BrokerError) Error.captureStackTrace(err, atCaller);
-  throw err;
 }
 
 /**

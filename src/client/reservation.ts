@@ -8,6 +8,7 @@ import type { SlotClaim, SlotTable } from '../slots/slot-table.js';
 import { encodeToken } from '../slots/token.js';
 import type { PortClient } from './port-client.js';
 import { toResult, type QueryResult } from './result.js';
+import { NO_SITE, atCaller } from './call-site.js';
 
 /** Options of `begin`. */
 export interface BeginOptions {
@@ -71,29 +72,23 @@ export class Reservation {
     return { db: this.#claim.db, slot: this.#claim.slot, gen: this.#claim.gen };
   }
 
-  #guard(site: { stack?: string }): Promise<never> | undefined {
-    if (!this.#released) return undefined;
-    const err = Errors.tokenExpired('this reservation was released');
-    if (site.stack) err.stack = site.stack.replace(/^Error/, `BrokerError: ${err.message}`);
-    return Promise.reject(err);
+  /** `TOKEN_EXPIRED` once released here; thrown in the caller's synchronous run, so its stack is the caller's. */
+  #guard(): void {
+    if (this.#released) throw Errors.tokenExpired('this reservation was released');
   }
 
   /** Runs one statement on the reserved connection. */
   async query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site);
     if (typeof sql !== 'string') throw Errors.invalidArgument('sql must be a string');
     if (params !== undefined && !Array.isArray(params)) throw Errors.invalidArgument('params must be an array');
-    await this.#guard(site);
-    const reply = await this.#client.request({ t: 'q', db: this.database, sql, params: params as unknown[] | undefined, rs: this.#ref() }, site);
+    this.#guard();
+    const reply = await this.#client.request({ t: 'q', db: this.database, sql, params: params as unknown[] | undefined, rs: this.#ref() }, NO_SITE).catch(atCaller);
     return toResult<R>(reply);
   }
 
   async #tx(op: 'begin' | 'commit' | 'rollback' | 'savepoint' | 'release-savepoint' | 'rollback-to', extra: { name?: string; isolation?: string; readOnly?: boolean }): Promise<void> {
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site);
-    await this.#guard(site);
-    const reply = await this.#client.request({ t: 'tx', op, rs: this.#ref(), ...extra }, site);
+    this.#guard();
+    const reply = await this.#client.request({ t: 'tx', op, rs: this.#ref(), ...extra }, NO_SITE).catch(atCaller);
     if (reply.rs !== undefined && reply.rs.slot === this.#claim.slot) {
       // Commit/rollback started a new generation (see Reservations.#tx): follow it, and forget
       // the old token; reading `token` again yields (and hands over) the new one.
@@ -137,10 +132,8 @@ export class Reservation {
    * pool and the token is refused from then on (`TOKEN_EXPIRED`). A second call throws `TOKEN_EXPIRED`.
    */
   async release(): Promise<void> {
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site);
-    await this.#guard(site);
+    this.#guard();
     this.#released = true;
-    await this.#client.request({ t: 'rl', rs: this.#ref() }, site);
+    await this.#client.request({ t: 'rl', rs: this.#ref() }, NO_SITE).catch(atCaller);
   }
 }

@@ -56,5 +56,24 @@ for (const kind of KINDS) {
         await plain.close();
       }
     });
+
+    it('so do failed statements on a reservation, and calls on a released one', async () => {
+      const db = broker.connect();
+      const rsv = await db.reserve('db');
+      async function inReservation(): Promise<unknown> {
+        return await rsv.query('select * from no_such_table_z');
+      }
+      const err = (await inReservation().catch((e: unknown) => e)) as BrokerError;
+      expect(err.code).toBe('DATABASE_ERROR');
+      expect(err.stack).toMatch(/^BrokerError: /);
+      expect(err.stack).toMatch(/at (async )?inReservation \(.*query\.test\.ts/);
+      await rsv.release();
+      async function afterRelease(): Promise<unknown> {
+        return await rsv.query('select 1');
+      }
+      const expired = (await afterRelease().catch((e: unknown) => e)) as BrokerError;
+      expect(expired.code).toBe('TOKEN_EXPIRED');
+      expect(expired.stack).toMatch(/at (async )?afterRelease \(.*query\.test\.ts/);
+    });
   });
 }
