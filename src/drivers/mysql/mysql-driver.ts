@@ -573,6 +573,11 @@ export class MysqlDriver implements Driver {
       // No LOAD DATA LOCAL (a server could ask for any file of this process), and no query
       // attributes (never sent): forwarded packets have one layout whatever the server supports.
       flags: ['-LOCAL_FILES', '-CLIENT_QUERY_ATTRIBUTES'],
+      // mysql2's generated row parsers refuse a column named `__proto__` (or `__defineGetter__`, …)
+      // even for rows as arrays, and the refusal ends the connection: a reserved connection was lost
+      // to `select 1 as __proto__`. Its static parsers read arrays without looking at names (and
+      // run as fast here); the names are applied in the calling thread, as own properties.
+      disableEval: true,
     };
     if (c.url !== undefined) {
       const u = new URL(c.url.replace(/^mariadb:/, 'mysql:'));
