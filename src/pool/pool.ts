@@ -10,20 +10,8 @@ import type { DatabaseConfig } from '../config/types.js';
 import type { Driver, DriverConnection, ForwardStatement, RawResult } from '../drivers/driver.js';
 import { BrokerError, Errors, type PoolState } from '../errors.js';
 import { Histogram } from '../util/histogram.js';
+import { Paces, type PipeStatement } from './pipeline.js';
 import { WaiterQueue } from './waiter-queue.js';
-
-/** Weight of the newest answer in the pace of a forwarded statement text. */
-const PACE_WEIGHT = 0.2;
-/** Most statement texts whose pace the pool keeps (the oldest is forgotten). */
-const PACE_TEXTS = 1000;
-
-/** A forwarded statement waiting for a connection. */
-interface PipeStatement extends ForwardStatement {
-  /** It cannot leave a transaction open, so it may share a pipeline with the ones behind it. */
-  shareable: boolean;
-  /** Receives the statement's answer once it runs. */
-  settle: (answer: Promise<Uint8Array>) => void;
-}
 
 interface Waiter {
   since: number;
@@ -80,12 +68,8 @@ export class Pool {
   readonly #meta = new Map<DriverConnection, Meta>();
   // FIFO with a moving head: shift() on a long array is O(n).
   readonly #waiters = new WaiterQueue<Waiter>();
-  /**
-   * Recent time of a forwarded statement's answer, in ms, per statement text (an exponential
-   * moving average; at most PACE_TEXTS texts). A statement is pipelined only when, at the pace of
-   * the statements ahead of it, its turn on the connection comes before its acquire deadline.
-   */
-  readonly #paces = new Map<string, number>();
+  /** The pace of each forwarded statement text, which decides who may join a pipeline. */
+  readonly #paces = new Paces();
   /**
    * Shareable forwarded statements that found an idle connection in a full pool, held until the
    * current run of JavaScript ends (the rest of the thread's batch arrives in it) and then spread
@@ -206,14 +190,8 @@ export class Pool {
       const conn = this.#takeIdle();
       if (conn === undefined) break;
       const share = Math.min(this.#config.pipelineDepth, Math.ceil((list.length - i) / idle));
-      const now = performance.now();
-      const group = [list[i].pipe];
-      let ahead = this.#paces.get(list[i].pipe.sql);
-      for (i++; group.length < share && i < list.length && ahead !== undefined && now + ahead <= list[i].deadline; i++) {
-        group.push(list[i].pipe);
-        const pace = this.#paces.get(list[i].pipe.sql);
-        ahead = pace === undefined ? undefined : ahead + pace;
-      }
+      const first = list[i++].pipe;
+      const group = this.#paces.group(first, share, performance.now(), () => list[i], () => i++);
       this.#runForward(conn, group);
     }
     for (; i < list.length; i++) {
@@ -227,16 +205,7 @@ export class Pool {
     const answers = conn.forward === undefined
       ? stmts.map(() => Promise.reject(new BrokerError('INVALID_ARGUMENT', `${this.name} does not forward statements`)))
       : conn.forward(stmts);
-    // The pace of each text: its answer's time since the answer before it (or since the write).
-    let last = performance.now();
-    for (let i = 0; i < stmts.length; i++) {
-      const observe = (): void => {
-        const now = performance.now();
-        this.#observePace(stmts[i].sql, now - last);
-        last = now;
-      };
-      answers[i].then(observe, observe);
-    }
+    this.#paces.track(stmts, answers);
     for (let i = 0; i < stmts.length; i++) stmts[i].settle(answers[i]);
     Promise.allSettled(answers).then(() => this.release(conn));
     return answers;
@@ -395,35 +364,19 @@ export class Pool {
       // one pipeline, one socket write. Only from the head, so FIFO order holds, and only as many
       // as would otherwise wait for a release: connections being opened (or that may still be)
       // serve the others on their own.
-      const group = [waiter.pipe];
       const coming = this.#connecting + Math.max(0, this.#config.max - this.#idle.length - this.#busy.size - this.#connecting - this.#ending.size);
       const depth = Math.min(this.#config.pipelineDepth, this.#waiters.live + 1 - coming);
       // And only while, at the recent pace of the statements ahead, each one's turn comes before its
-      // acquire deadline: behind slow (or new) texts the others wait in the queue, and time out
-      // there, as without pipelining.
-      let ahead = this.#paces.get(waiter.pipe.sql);
-      for (let next = this.#waiters.peek(); group.length < depth && next?.pipe?.shareable === true && ahead !== undefined && now + ahead <= next.deadline; next = this.#waiters.peek()) {
-        this.#waiters.shift();
+      // acquire deadline (pipeline.ts).
+      const group = this.#paces.group(waiter.pipe, depth, now, () => this.#waiters.peek(), () => {
+        const next = this.#waiters.shift()!;
         this.waitTime.observe(now - next.since);
-        group.push(next.pipe);
-        const pace = this.#paces.get(next.pipe.sql);
-        ahead = pace === undefined ? undefined : ahead + pace;
-      }
+      });
       this.#runForward(conn, group);
       return;
     }
     this.#busy.delete(conn);
     this.#idle.push(conn);
-  }
-
-  #observePace(sql: string, millis: number): void {
-    const pace = this.#paces.get(sql);
-    if (pace !== undefined) {
-      this.#paces.set(sql, pace + PACE_WEIGHT * (millis - pace));
-      return;
-    }
-    if (this.#paces.size >= PACE_TEXTS) this.#paces.delete(this.#paces.keys().next().value as string);
-    this.#paces.set(sql, millis);
   }
 
   /** Opens connections for waiters, within the cap. */
