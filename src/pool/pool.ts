@@ -162,7 +162,9 @@ export class Pool {
    * Whether a shareable statement arriving now should wait for the end of the current run of
    * JavaScript to be spread with the others arriving in it: only when an idle connection would
    * take it, nobody waits, and every connection the pool may have is open (while connections can
-   * still be opened, they serve a burst better than a pipeline).
+   * still be opened, they serve a burst better than a pipeline). A statement that is not held
+   * (one that may open a transaction, a plain query, an acquire) and arrives in the same run may
+   * take an idle connection before the held ones: a reordering within one run, never a wait.
    */
   #spreadable(): boolean {
     return (
