@@ -154,7 +154,7 @@ describe.runIf(KINDS.includes('mysql'))('mysql: forwarded statements', () => {
       ];
       for (const [path, run] of runners) {
         for (const params of [undefined, [1]]) {
-          for (const name of ['__proto__', '__defineGetter__']) {
+          for (const name of ['__proto__', '__defineGetter__', 'constructor']) {
             const sql = params ? `select ? as \`${name}\`, 2 as a` : `select 1 as \`${name}\`, 2 as a`;
             const [row] = (await run(sql, params)).rows as Record<string, unknown>[];
             expect(Object.getPrototypeOf(row), `${path} ${sql}`).toBe(Object.prototype);
