@@ -120,7 +120,7 @@ export class Db {
     const env = this.#client.env;
     // The caller's stack is taken only when the statement fails, as `pg` does (atCaller): taking
     // it for every statement cost ~6 µs of the calling thread's CPU per query (issue 8).
-    if (env.forward?.[i] === true) return this.#forwarding.query<R>(env.kinds[i], database, sql, params, NO_SITE).catch(atCaller);
+    if (env.forward?.[i] === true) return this.#forwarding.query<R>(env.kinds[i], database, sql, params).catch(atCaller);
     return this.#client.request({ t: 'q', db: database, sql, params: params as unknown[] | undefined }, NO_SITE).then((r) => toResult<R>(r), atCaller);
   }
 

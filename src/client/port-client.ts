@@ -6,9 +6,10 @@
  */
 import { threadId } from 'node:worker_threads';
 import { BrokerError, Errors } from '../errors.js';
-import { PROTOCOL_VERSION, TRANSFER_MIN_BYTES, type EnvData, type OkReply, type ReadyMessage, type Reply, type Request } from '../transport/protocol.js';
+import { PROTOCOL_VERSION, type EnvData, type OkReply, type ReadyMessage, type Reply, type Request } from '../transport/protocol.js';
 import { requestBytes } from '../transport/request-size.js';
 import { deserializeError } from '../transport/serialize-error.js';
+import { addTransferable } from '../transport/transfer.js';
 
 /** The port surface the client needs (a MessagePort or a local endpoint). */
 export interface ClientEndpoint {
@@ -33,17 +34,10 @@ export type Outgoing = Request extends infer R ? (R extends { id: number } ? Omi
 /** How long a thread waits for the broker's answer to hello. */
 export const HELLO_TIMEOUT_MILLIS = 10_000;
 
-/**
- * The buffers of forwarded statements' messages, moved to the broker rather than copied (the
- * thread encoded them for this request alone), from TRANSFER_MIN_BYTES up. Only a buffer the message owns whole.
- */
+/** The buffers of forwarded statements' messages, moved to the broker rather than copied. */
 function transferables(requests: readonly Request[]): ArrayBuffer[] | undefined {
   let out: ArrayBuffer[] | undefined;
-  for (const r of requests) {
-    if (r.t !== 'fq') continue;
-    const m = r.m;
-    if (m.byteLength >= TRANSFER_MIN_BYTES && m.byteOffset === 0 && m.buffer instanceof ArrayBuffer && m.byteLength === m.buffer.byteLength) (out ??= []).push(m.buffer);
-  }
+  for (const r of requests) if (r.t === 'fq') out = addTransferable(out, r.m);
   return out;
 }
 

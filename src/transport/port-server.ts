@@ -7,8 +7,9 @@
  * @module
  */
 import { Errors } from '../errors.js';
-import { PROTOCOL_VERSION, TRANSFER_MIN_BYTES, type HelloMessage, type OkReply, type ReadyMessage, type Reply, type Request } from './protocol.js';
+import { PROTOCOL_VERSION, type HelloMessage, type OkReply, type ReadyMessage, type Reply, type Request } from './protocol.js';
 import { serializeError } from './serialize-error.js';
+import { addTransferable } from './transfer.js';
 
 /** The minimal surface of a MessagePort the server needs. */
 export interface Endpoint {
@@ -40,8 +41,8 @@ export class Peer {
   readonly #endpoint: Endpoint;
   /** Replies waiting for the flush at the end of the current run of JavaScript. */
   #batch: Reply[] = [];
-  /** Set while a flush is scheduled; 'turn' once this turn's first flush went out. */
-  #flushing: 'microtask' | 'turn' | undefined;
+  /** True from a turn's first reply until the end of that turn's flushes. */
+  #flushing = false;
 
   constructor(endpoint: Endpoint) {
     this.#endpoint = endpoint;
@@ -52,15 +53,14 @@ export class Peer {
     this.pending--;
     if (this.closed) return;
     this.#batch.push(r);
-    if (this.#flushing !== undefined) return;
+    if (this.#flushing) return;
     // The first flush of a turn waits only for the current run of JavaScript (every answer one
     // socket read resolved); later replies of the turn go together once it ends.
-    this.#flushing = 'microtask';
+    this.#flushing = true;
     queueMicrotask(() => {
       this.#flush();
-      this.#flushing = 'turn';
       setImmediate(() => {
-        this.#flushing = undefined;
+        this.#flushing = false;
         this.#flush();
       });
     });
@@ -118,17 +118,10 @@ export class Peer {
   }
 }
 
-/**
- * The buffers of forwarded answers, moved to the thread rather than copied (the broker never
- * reads an answer after replying), from TRANSFER_MIN_BYTES up. Only a buffer the answer owns whole: transferring a view
- * would detach whatever else shares its buffer.
- */
+/** The buffers of forwarded answers, moved to the thread rather than copied. */
 function transferables(replies: readonly Reply[]): ArrayBuffer[] | undefined {
   let out: ArrayBuffer[] | undefined;
-  for (const r of replies) {
-    const w = (r as OkReply).w;
-    if (w !== undefined && w.byteLength >= TRANSFER_MIN_BYTES && w.byteOffset === 0 && w.buffer instanceof ArrayBuffer && w.byteLength === w.buffer.byteLength) (out ??= []).push(w.buffer);
-  }
+  for (const r of replies) out = addTransferable(out, (r as OkReply).w);
   return out;
 }
 
